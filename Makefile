@@ -23,6 +23,8 @@ venv: $(STAMP)
 demo: venv
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py demo
+	$(PY) manage.py demo_jobs
+	$(PY) manage.py demo_billing
 
 lint: venv
 	$(VENV)/bin/ruff format --check .

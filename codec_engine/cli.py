@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from codec_engine import commands as codec_commands
 from codec_engine.errors import EngineError
 from codec_engine.sdk import commands as sdk_commands
+from codec_engine.sdk.usage import register_usage_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     codec_commands.register(subparsers)
     sdk_commands.register(subparsers)
+    register_usage_commands(subparsers)
     return parser
 
 

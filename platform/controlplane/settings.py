@@ -1,7 +1,8 @@
 """Settings of the control plane, all taken from environment variables.
 
 Defaults give the embedded setup (`make demo`): SQLite under ./var, tasks run eagerly, Stripe off.
-Production sets DATABASE_URL, CELERY_BROKER_URL, DJANGO_SECRET_KEY, SIGNING_KEY_KEK, STRIPE_API_KEY...
+Production sets DATABASE_URL, CELERY_BROKER_URL, DJANGO_SECRET_KEY, SIGNING_KEY_KEK,
+STRIPE_API_KEY...
 """
 
 from __future__ import annotations
@@ -92,9 +93,17 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our own static files, no CDN
     "core",
+    "customers",
+    "licences",
+    "activation",
+    "metering",
+    "billing",
+    "jobs",
+    "portal",
 ]
 
 MIDDLEWARE = [
+    "core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -147,6 +156,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+LOGIN_URL = "portal:sign_in"
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
 MEDIA_URL = "media/"
@@ -155,7 +166,7 @@ MEDIA_ROOT = Path(env_str("DJANGO_MEDIA_ROOT") or VAR_DIR / "media")
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["core.authentication.ApiTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -170,11 +181,23 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "LicenceStateEnum": "licences.models.Licence.State",
+        "ActivationStateEnum": "activation.models.Activation.State",
+        "SigningKeyStateEnum": "licences.models.SigningKey.State",
+        "ActivationEventKindEnum": "activation.models.ActivationEvent.Kind",
+        "InvoiceStateEnum": "billing.models.Invoice.State",
+        "InvoiceLineKindEnum": "billing.models.InvoiceLine.Kind",
+        "EncodeJobStateEnum": "jobs.models.EncodeJob.State",
+        "EncodeJobKindEnum": "jobs.models.EncodeJob.Kind",
+    },
 }
 
 # Celery: with no broker configured, tasks run eagerly in-process (the embedded default).
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# Eager mode follows the environment; the in-memory URL only keeps kombu from warning about a
+# missing broker host when nothing is ever sent to it.
+CELERY_TASK_ALWAYS_EAGER = not env_str("CELERY_BROKER_URL")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True
@@ -183,11 +206,58 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Free the seats of devices whose heartbeats stopped for longer than their policy's window.
+    # Every 2 minutes (Keygen's culling interval); expires so a backlog never stacks up runs.
+    "release-stale-activations": {
+        "task": "activation.release_stale_activations",
+        "schedule": 120.0,
+        "options": {"expires": 110},
+    },
+    # Monthly close: hourly, idempotent; invoices a month once its ingestion cutoff has passed.
+    "close-billing-period": {"task": "billing.close_previous_months", "schedule": 3600.0},
+    # Dunning: hourly; suspends licences when a payment is still failed after the grace period.
+    "enforce-dunning": {"task": "billing.enforce_dunning", "schedule": 3600.0},
+    # Encode jobs nobody looks after: past their time limit → failed, worker died → requeued,
+    # never started → failed. Every minute (a lease is 60 s); expires so runs never stack up.
+    "sweep-stuck-encode-jobs": {
+        "task": "jobs.sweep_stuck_jobs",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
+
+# Encode jobs (docs/jobs.md): upload limits, then time limits. Workers consume the "encode"
+# queue only; a job's lease is renewed by its running attempt, so a dead worker is noticed.
+JOBS_MAX_INPUT_BYTES = env_int("JOBS_MAX_INPUT_BYTES", 100 * 1024 * 1024)
+JOBS_MAX_WIDTH = env_int("JOBS_MAX_WIDTH", 4096)
+JOBS_MAX_HEIGHT = env_int("JOBS_MAX_HEIGHT", 4096)
+JOBS_MAX_FRAMES = env_int("JOBS_MAX_FRAMES", 300)
+JOBS_MAX_TOTAL_PIXELS = env_int("JOBS_MAX_TOTAL_PIXELS", 300_000_000)
+JOBS_SOFT_TIME_LIMIT_S = env_int("JOBS_SOFT_TIME_LIMIT_S", 1800)
+JOBS_TIME_LIMIT_S = env_int("JOBS_TIME_LIMIT_S", JOBS_SOFT_TIME_LIMIT_S + 60)
+JOBS_LEASE_S = env_int("JOBS_LEASE_S", 60)
+JOBS_MAX_ATTEMPTS = env_int("JOBS_MAX_ATTEMPTS", 3)
+JOBS_MAX_RETRIES = env_int("JOBS_MAX_RETRIES", 4)
+JOBS_QUEUE_TIMEOUT_S = env_int("JOBS_QUEUE_TIMEOUT_S", 24 * 3600)
+if not 0 < JOBS_SOFT_TIME_LIMIT_S < JOBS_TIME_LIMIT_S:
+    raise ImproperlyConfigured(
+        "JOBS_SOFT_TIME_LIMIT_S must be positive and below JOBS_TIME_LIMIT_S"
+    )
+CELERY_TASK_ROUTES = {"jobs.run_encode_job": {"queue": "encode"}}
+# Redis redelivers an unacknowledged message after the visibility timeout: longer than the
+# longest job (else a live job is delivered twice; harmless, the claim refuses it, but wasteful).
+# A killed worker's job is picked up sooner by the sweeper (lease expired → requeued).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", JOBS_TIME_LIMIT_S + 300),
+    "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL_S", 10),
+}
 
 STRIPE_API_KEY = env_str("STRIPE_API_KEY")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET")
-STRIPE_API_BASE = env_str("STRIPE_API_BASE")  # tests point this at the local Stripe-compatible server
+STRIPE_API_BASE = env_str(
+    "STRIPE_API_BASE"
+)  # tests point this at the local Stripe-compatible server
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,7 @@
 """One domain error family, mapped to HTTP in one place.
 
-Every API error body has the same shape: {"error": {"code": "...", "message": "...", "details": ...}}.
+Every API error body has the same shape:
+{"error": {"code": "...", "message": "...", "details": ...}}.
 Services raise `DomainError` subclasses; views never build error responses by hand.
 """
 
@@ -19,8 +20,8 @@ from rest_framework.views import exception_handler
 class DomainError(Exception):
     """A refused operation: a stable machine-readable `code`, an HTTP status, a human message."""
 
-    code = "ERROR"
-    http_status = status.HTTP_400_BAD_REQUEST
+    code: str = "ERROR"
+    http_status: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(
         self,

@@ -1,0 +1,528 @@
+"""Writes of the activation app: activate, heartbeat, deactivate, release stale activations.
+
+Concurrency: every seat change locks the licence row (SELECT ... FOR UPDATE) first, then
+counts seats and recent events inside the same transaction. On PostgreSQL this serialises
+seat changes per licence across processes, so a seat limit M holds under N > M parallel
+activations, and rate limits hold across web workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import uuid
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from licences import keys
+from licences.errors import NoSigningKey, licence_refusal
+from licences.models import Licence, LicencePolicy, RevocationList
+from licences.services import entitlements_of, revocation_list_current, revocation_list_publish
+
+import licensing
+from activation import protocol
+from activation.errors import (
+    ActivationInactive,
+    ActivationNotFound,
+    ClockSkew,
+    EntitlementMissing,
+    InvalidLicenceKey,
+    ProofInvalid,
+    SeatLimitReached,
+)
+from activation.models import Activation, ActivationEvent
+from core.audit import Actor, audit_record, audit_record_many
+from core.errors import DomainError, RateLimited
+from core.models import AuditLog
+
+
+@dataclass(frozen=True)
+class CertificateGrant:
+    """What activate and heartbeat return: the activation, a fresh certificate and the newest
+    revocation list."""
+
+    activation: Activation
+    licence: Licence
+    certificate: str
+    certificate_expires_at: int
+    revocation: RevocationList
+    server_time: int
+    created: bool = False  # a new activation (HTTP 201)
+    reactivated: bool = False  # an existing activation of the same machine was re-used
+
+
+def _now() -> tuple[dt.datetime, int]:
+    now = timezone.now()
+    return now, int(now.timestamp())
+
+
+def _check_timestamp(timestamp: int, now_ts: int) -> None:
+    if abs(now_ts - timestamp) > protocol.TIMESTAMP_TOLERANCE_S:
+        raise ClockSkew(
+            "The request timestamp is too far from server time; correct the clock and retry.",
+            details={"server_time": now_ts, "tolerance_s": protocol.TIMESTAMP_TOLERANCE_S},
+        )
+
+
+def _sdk_actor(request_id: str, label: str) -> Actor:
+    return Actor(kind=AuditLog.ActorKind.SDK, label=label, request_id=request_id)
+
+
+def _verify_licence_key(licence_key: str, keyring: licensing.Keyring) -> licensing.LicenceClaims:
+    try:
+        return licensing.verify_licence_key(licence_key, keyring)
+    except licensing.LicensingError as exc:
+        if exc.code == licensing.Code.EXPIRED:
+            raise licence_refusal("expired") from exc
+        if exc.code == licensing.Code.NOT_YET_VALID:
+            raise licence_refusal("not_yet_valid") from exc
+        raise InvalidLicenceKey(
+            "The licence key is not valid.", details={"reason": str(exc.code)}
+        ) from exc
+
+
+def _enforce_rate_limit(
+    *, licence: Licence, kind: str, limit: int, window_s: int, now: dt.datetime
+) -> None:
+    """Refuse with 429 when `limit` events of `kind` happened in the last `window_s` seconds.
+    Must run under the licence row lock, so concurrent requests count each other's rows."""
+    recent = ActivationEvent.objects.filter(
+        licence=licence, kind=kind, created_at__gt=now - dt.timedelta(seconds=window_s)
+    )
+    if recent.count() < limit:
+        return
+    oldest = recent.order_by("created_at").values_list("created_at", flat=True).first()
+    retry_after = window_s if oldest is None else (oldest - now).total_seconds() + window_s
+    raise RateLimited(
+        f"Too many {kind} requests for this licence; retry later.",
+        details={
+            "retry_after_s": max(1, math.ceil(retry_after)),
+            "limit": limit,
+            "window_s": window_s,
+        },
+    )
+
+
+def _issue_certificate(
+    *,
+    activation: Activation,
+    licence: Licence,
+    policy: LicencePolicy,
+    now: dt.datetime,
+    now_ts: int,
+    snapshot: keys.KeyringSnapshot,
+) -> tuple[str, int, str]:
+    """Sign a certificate for `activation` with the newest key; returns (token, expiry, key id).
+    A certificate never outlives its licence."""
+    snapshot_key_id = _newest_key_id(snapshot)
+    expires_ts = min(now_ts + policy.certificate_lifetime_s, int(licence.expires_at.timestamp()))
+    claims = licensing.CertificateClaims(
+        licence_id=str(licence.pk),
+        activation_id=str(activation.pk),
+        customer_id=str(licence.customer_id),
+        fingerprint=activation.fingerprint,
+        device_public_key=bytes(activation.device_public_key),
+        entitlements=entitlements_of(licence.entitlements, max_activations=licence.max_activations),
+        issued_at=now_ts,
+        not_before=now_ts,
+        expires_at=expires_ts,
+        offline_grace_s=policy.offline_grace_s,
+    )
+    token = licensing.issue_certificate(claims, keys.signer(snapshot_key_id))
+    return token, expires_ts, snapshot_key_id
+
+
+def _newest_key_id(snapshot: keys.KeyringSnapshot) -> str:
+    key_id = snapshot.newest_key_id
+    if key_id is None:
+        raise NoSigningKey("No active signing key.")
+    return key_id
+
+
+def _set_certificate(activation: Activation, token_expiry: int, key_id: str, grace_s: int) -> None:
+    expires = dt.datetime.fromtimestamp(token_expiry, tz=dt.UTC)
+    activation.certificate_expires_at = expires
+    activation.certificate_valid_until = expires + dt.timedelta(seconds=grace_s)
+    activation.certificate_key_id = key_id
+
+
+def activation_activate(
+    *,
+    licence_key: str,
+    fingerprint: str,
+    device_public_key: bytes,
+    platform: str,
+    hostname: str,
+    timestamp: int,
+    signature: bytes,
+    request_id: str = "",
+) -> CertificateGrant:
+    """Activate a device on a licence and return its certificate.
+
+    Checks, in order: timestamp, licence key signature, fingerprint syntax, proof of
+    possession of the device key, then under the licence row lock: licence state, platform
+    entitlement, activation rate limit, and the seat limit. A fingerprint that tolerantly
+    matches an active activation re-uses it (same id, no extra seat; the device key and
+    certificate are replaced). Side effects: an Activation row (new or updated), an
+    ActivationEvent, an audit row. Idempotent for the same device within the rate limit."""
+    now, now_ts = _now()
+    _check_timestamp(timestamp, now_ts)
+    snapshot = keys.keyring_snapshot()
+    claims = _verify_licence_key(licence_key, snapshot.keyring)
+    try:
+        presented = licensing.Fingerprint.from_string(fingerprint)
+    except licensing.LicensingError as exc:
+        raise DomainError(
+            "The fingerprint is malformed.",
+            code="VALIDATION_ERROR",
+            details={"fingerprint": [str(exc)]},
+        ) from exc
+    message = licensing.activation_proof_message(
+        licence_key=licence_key,
+        fingerprint=fingerprint,
+        device_public_key=device_public_key,
+        timestamp=timestamp,
+    )
+    try:
+        licensing.verify_device_signature(
+            device_public_key, protocol.ACTIVATE_PURPOSE, message, signature
+        )
+    except licensing.LicensingError as exc:
+        raise ProofInvalid("The activation proof does not verify with the device key.") from exc
+
+    key_sha = hashlib.sha256(licence_key.encode()).hexdigest()
+    with transaction.atomic():
+        licence = (
+            Licence.objects.select_for_update(of=("self",))
+            .select_related("policy")
+            .filter(pk=claims.licence_id)
+            .first()
+        )
+        if licence is None or licence.key_sha256 != key_sha:
+            # Signed by us but not (or no longer) a key we hold: treat as unknown.
+            raise InvalidLicenceKey(
+                "The licence key is not valid.", details={"reason": "UNKNOWN_LICENCE"}
+            )
+        state = licence.effective_state
+        if state != Licence.State.ACTIVE:
+            raise licence_refusal(state)
+        platforms = licence.entitlements.get("platforms") or []
+        if platforms and platform not in platforms:
+            raise EntitlementMissing(
+                f"The licence does not cover platform {platform!r}.",
+                details={"platforms": platforms},
+            )
+        policy = licence.policy
+        _enforce_rate_limit(
+            licence=licence,
+            kind=ActivationEvent.Kind.ACTIVATE,
+            limit=policy.activation_rate_limit,
+            window_s=policy.activation_rate_window_s,
+            now=now,
+        )
+        active = list(
+            Activation.objects.filter(licence=licence, state=Activation.State.ACTIVE)
+            .order_by("-activated_at")
+            .only("id", "fingerprint")
+        )
+        match = next((a for a in active if _fingerprint_matches(a.fingerprint, presented)), None)
+        if match is None and len(active) >= licence.max_activations:
+            raise SeatLimitReached(
+                "Every seat of this licence is in use; deactivate a device first.",
+                details={"max_activations": licence.max_activations, "active": len(active)},
+            )
+        activation = Activation(
+            id=match.pk if match else uuid.uuid4(),
+            licence=licence,
+            fingerprint=fingerprint,
+            device_public_key=device_public_key,
+            platform=platform,
+            hostname=hostname,
+            state=Activation.State.ACTIVE,
+            activated_at=now,
+            last_seen_at=now,
+        )
+        token, expires_ts, key_id = _issue_certificate(
+            activation=activation,
+            licence=licence,
+            policy=policy,
+            now=now,
+            now_ts=now_ts,
+            snapshot=snapshot,
+        )
+        _set_certificate(activation, expires_ts, key_id, policy.offline_grace_s)
+        if match is None:
+            activation.save(force_insert=True)
+        else:
+            # The instance was built fresh (no extra SELECT of the whole row), so update by pk.
+            Activation.objects.filter(pk=activation.pk).update(
+                fingerprint=fingerprint,
+                device_public_key=device_public_key,
+                platform=platform,
+                hostname=hostname,
+                last_seen_at=now,
+                certificate_expires_at=activation.certificate_expires_at,
+                certificate_valid_until=activation.certificate_valid_until,
+                certificate_key_id=key_id,
+            )
+        ActivationEvent.objects.create(
+            licence=licence,
+            activation=activation,
+            kind=ActivationEvent.Kind.ACTIVATE,
+            created_at=now,
+        )
+        audit_record(
+            actor=_sdk_actor(request_id, f"licence:{licence.pk}"),
+            action="activation.create" if match is None else "activation.reactivate",
+            object_type="activation",
+            object_id=activation.pk,
+            customer_id=licence.customer_id,
+            changes={"licence": str(licence.pk), "platform": platform, "hostname": hostname},
+        )
+    revocation = revocation_list_current(actor=Actor.system("revocation-list"))
+    return CertificateGrant(
+        activation=activation,
+        licence=licence,
+        certificate=token,
+        certificate_expires_at=expires_ts,
+        revocation=revocation,
+        server_time=now_ts,
+        created=match is None,
+        reactivated=match is not None,
+    )
+
+
+def _fingerprint_matches(stored: str, presented: licensing.Fingerprint) -> bool:
+    try:
+        return licensing.Fingerprint.from_string(stored).matches(presented)
+    except licensing.LicensingError:
+        return False
+
+
+def _load_signed_activation(
+    *, activation_id: uuid.UUID, action: str, purpose: str, timestamp: int, signature: bytes
+) -> Activation:
+    activation = (
+        Activation.objects.select_related("licence__policy").filter(pk=activation_id).first()
+    )
+    if activation is None:
+        raise ActivationNotFound("No such activation.")
+    message = protocol.device_request_message(
+        action=action, activation_id=str(activation_id), timestamp=timestamp
+    )
+    try:
+        licensing.verify_device_signature(
+            bytes(activation.device_public_key), purpose, message, signature
+        )
+    except licensing.LicensingError as exc:
+        raise ProofInvalid("The request signature does not verify with the device key.") from exc
+    return activation
+
+
+def _inactive(activation: Activation) -> ActivationInactive:
+    return ActivationInactive(
+        f"The activation is {activation.state}; activate again.",
+        details={"activation_state": activation.state},
+    )
+
+
+def activation_heartbeat(
+    *, activation_id: uuid.UUID, timestamp: int, signature: bytes, request_id: str = ""
+) -> CertificateGrant:
+    """Record a heartbeat (signed by the device key) and renew the certificate.
+
+    A suspended, revoked or expired licence is refused with LICENCE_<STATE> and no
+    certificate; an ended activation with ACTIVATION_INACTIVE. Side effects: updates the
+    activation's heartbeat times and certificate expiry (one conditional UPDATE; no audit row,
+    a heartbeat is not a state change)."""
+    now, now_ts = _now()
+    _check_timestamp(timestamp, now_ts)
+    activation = _load_signed_activation(
+        activation_id=activation_id,
+        action="heartbeat",
+        purpose=protocol.HEARTBEAT_PURPOSE,
+        timestamp=timestamp,
+        signature=signature,
+    )
+    licence = activation.licence
+    state = licence.effective_state
+    if state != Licence.State.ACTIVE:
+        latest = revocation_list_current(actor=Actor.system("revocation-list"))
+        raise licence_refusal(state, revocation_serial=latest.serial)
+    if activation.state != Activation.State.ACTIVE:
+        raise _inactive(activation)
+    policy = licence.policy
+    token, expires_ts, key_id = _issue_certificate(
+        activation=activation,
+        licence=licence,
+        policy=policy,
+        now=now,
+        now_ts=now_ts,
+        snapshot=keys.keyring_snapshot(),
+    )
+    _set_certificate(activation, expires_ts, key_id, policy.offline_grace_s)
+    with transaction.atomic():
+        _skip_wal_flush_wait()
+        # Conditional on both states, so a concurrent revoke or release wins over this beat.
+        updated = Activation.objects.filter(
+            pk=activation.pk, state=Activation.State.ACTIVE, licence__state=Licence.State.ACTIVE
+        ).update(
+            last_heartbeat_at=now,
+            last_seen_at=now,
+            first_heartbeat_at=Coalesce("first_heartbeat_at", Value(now)),
+            certificate_expires_at=activation.certificate_expires_at,
+            certificate_valid_until=activation.certificate_valid_until,
+            certificate_key_id=key_id,
+        )
+    if not updated:
+        activation.refresh_from_db()
+        licence.refresh_from_db()
+        if licence.effective_state != Licence.State.ACTIVE:
+            latest = revocation_list_current(actor=Actor.system("revocation-list"))
+            raise licence_refusal(licence.effective_state, revocation_serial=latest.serial)
+        raise _inactive(activation)
+    activation.last_heartbeat_at = now
+    activation.last_seen_at = now
+    activation.first_heartbeat_at = activation.first_heartbeat_at or now
+    return CertificateGrant(
+        activation=activation,
+        licence=licence,
+        certificate=token,
+        certificate_expires_at=expires_ts,
+        revocation=revocation_list_current(actor=Actor.system("revocation-list")),
+        server_time=now_ts,
+    )
+
+
+def _skip_wal_flush_wait() -> None:
+    """A heartbeat only moves timestamps; losing the last fraction of a second of them in a
+    database crash is harmless (the next beat repeats them), so its commit does not wait for
+    the WAL flush, which costs milliseconds per commit on ordinary disks. PostgreSQL only;
+    every state change keeps the default, durable commit."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def activation_deactivate_signed(
+    *, activation_id: uuid.UUID, timestamp: int, signature: bytes, request_id: str = ""
+) -> tuple[Activation, RevocationList]:
+    """Deactivate from the device itself (signed by its device key). Rate limited per
+    licence. See `activation_deactivate` for the side effects."""
+    _, now_ts = _now()
+    _check_timestamp(timestamp, now_ts)
+    activation = _load_signed_activation(
+        activation_id=activation_id,
+        action="deactivate",
+        purpose=protocol.DEACTIVATE_PURPOSE,
+        timestamp=timestamp,
+        signature=signature,
+    )
+    return activation_deactivate(
+        actor=_sdk_actor(request_id, f"activation:{activation.pk}"),
+        activation_id=activation.pk,
+        enforce_rate_limit=True,
+    )
+
+
+def activation_deactivate(
+    *, actor: Actor, activation_id: uuid.UUID, enforce_rate_limit: bool
+) -> tuple[Activation, RevocationList]:
+    """End an active activation and free its seat. Side effects (one transaction, under the
+    licence row lock): state → deactivated, an ActivationEvent, an audit row, and a new
+    revocation list listing the activation while its certificate could still be used.
+    Refused: 409 ACTIVATION_INACTIVE when already ended; 429 over the deactivation rate."""
+    now = timezone.now()
+    with transaction.atomic():
+        licence_id = (
+            Activation.objects.filter(pk=activation_id).values_list("licence_id", flat=True).first()
+        )
+        if licence_id is None:
+            raise ActivationNotFound("No such activation.")
+        licence = (
+            Licence.objects.select_for_update(of=("self",))
+            .select_related("policy")
+            .get(pk=licence_id)
+        )
+        activation = Activation.objects.select_for_update().get(pk=activation_id)
+        if activation.state != Activation.State.ACTIVE:
+            raise _inactive(activation)
+        if enforce_rate_limit:
+            _enforce_rate_limit(
+                licence=licence,
+                kind=ActivationEvent.Kind.DEACTIVATE,
+                limit=licence.policy.deactivation_rate_limit,
+                window_s=licence.policy.deactivation_rate_window_s,
+                now=now,
+            )
+        activation.state = Activation.State.DEACTIVATED
+        activation.ended_at = now
+        activation.save(update_fields=["state", "ended_at"])
+        ActivationEvent.objects.create(
+            licence=licence,
+            activation=activation,
+            kind=ActivationEvent.Kind.DEACTIVATE,
+            created_at=now,
+        )
+        audit_record(
+            actor=actor,
+            action="activation.deactivate",
+            object_type="activation",
+            object_id=activation.pk,
+            customer_id=licence.customer_id,
+            changes={"licence": str(licence.pk), "state": activation.state},
+        )
+        if activation.certificate_valid_until > now:
+            revocation = revocation_list_publish(
+                actor=actor, reason=f"activation {activation.pk} deactivated"
+            )
+        else:
+            revocation = revocation_list_current(actor=actor)
+    return activation, revocation
+
+
+def activation_release_stale(*, now: dt.datetime | None = None, batch_size: int = 500) -> int:
+    """Release activations whose last activation/heartbeat is older than their policy's
+    heartbeat window, freeing their seats. Released activations are not revoked: an offline
+    device keeps working until its certificate and offline grace run out.
+
+    Side effects: state → released and one audit row per activation. Idempotent and safe to
+    run concurrently (rows are claimed with SKIP LOCKED and a conditional state)."""
+    now = now or timezone.now()
+    actor = Actor.system("release_stale_activations")
+    released = 0
+    for policy_id, window_s in LicencePolicy.objects.values_list("id", "heartbeat_window_s"):
+        cutoff = now - dt.timedelta(seconds=window_s)
+        while True:
+            with transaction.atomic():
+                rows = list(
+                    Activation.objects.select_for_update(skip_locked=True, of=("self",))
+                    .filter(
+                        state=Activation.State.ACTIVE,
+                        licence__policy_id=policy_id,
+                        last_seen_at__lt=cutoff,
+                    )
+                    .values_list("id", "licence__customer_id", "last_seen_at")[:batch_size]
+                )
+                if not rows:
+                    break
+                Activation.objects.filter(
+                    pk__in=[r[0] for r in rows], state=Activation.State.ACTIVE
+                ).update(state=Activation.State.RELEASED, ended_at=now)
+                audit_record_many(
+                    actor=actor,
+                    action="activation.release",
+                    object_type="activation",
+                    rows=[
+                        (pk, customer_id, {"last_seen_at": seen.isoformat()})
+                        for pk, customer_id, seen in rows
+                    ],
+                )
+                released += len(rows)
+            if len(rows) < batch_size:
+                break
+    return released

@@ -1,0 +1,22 @@
+from django.urls import path, re_path
+
+from activation import api, sdk_api
+
+urlpatterns = [
+    path("activations/", api.ActivationListView.as_view(), name="activation-list"),
+    path(
+        "activations/<uuid:activation_id>/",
+        api.ActivationDetailView.as_view(),
+        name="activation-detail",
+    ),
+    path(
+        "activations/<uuid:activation_id>/deactivate/",
+        api.ActivationDeactivateView.as_view(),
+        name="activation-deactivate",
+    ),
+    # SDK contract (docs/sdk-api.md); the trailing slash is optional for non-Django clients.
+    re_path(r"^sdk/activate/?$", sdk_api.ActivateView.as_view(), name="sdk-activate"),
+    re_path(r"^sdk/heartbeat/?$", sdk_api.HeartbeatView.as_view(), name="sdk-heartbeat"),
+    re_path(r"^sdk/deactivate/?$", sdk_api.DeactivateView.as_view(), name="sdk-deactivate"),
+    re_path(r"^sdk/validate/?$", sdk_api.ValidateView.as_view(), name="sdk-validate"),
+]

@@ -1,0 +1,141 @@
+"""Signing keys at rest: AES-256-GCM envelopes under a KEK derived from SIGNING_KEY_KEK.
+
+The envelope is `nonce (12 bytes) || ciphertext+tag`, with the key id as associated data so an
+envelope cannot be moved to another row. Decrypted keys are cached in process memory, keyed by
+key id and a digest of the KEK, so the hot path (activation, heartbeat) never decrypts twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+import licensing
+from licences.models import SigningKey
+
+_HKDF_SALT = b"codec-control-plane/signing-key-kek"
+_HKDF_INFO = b"aes-256-gcm signing-key envelope v1"
+
+_lock = threading.Lock()
+_aead_cache: dict[str, AESGCM] = {}
+_key_cache: dict[tuple[str, str], licensing.SigningKey] = {}
+
+
+def _kek_secret() -> str:
+    secret = getattr(settings, "SIGNING_KEY_KEK", "")
+    if not secret:
+        raise ImproperlyConfigured("SIGNING_KEY_KEK is not set")
+    return str(secret)
+
+
+def _kek_id(secret: str) -> str:
+    return hashlib.sha256(b"kek-id:" + secret.encode()).hexdigest()[:16]
+
+
+def _aead(secret: str) -> AESGCM:
+    kek_id = _kek_id(secret)
+    aead = _aead_cache.get(kek_id)
+    if aead is None:
+        # HKDF turns any KEK string (passphrase, base64 blob) into exactly 32 uniform bytes.
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO
+        ).derive(secret.encode())
+        aead = AESGCM(derived)
+        _aead_cache[kek_id] = aead
+    return aead
+
+
+def _aad(key_id: str) -> bytes:
+    return b"signing-key:" + key_id.encode()
+
+
+def seal_private_key(key_id: str, raw_private: bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + _aead(_kek_secret()).encrypt(nonce, raw_private, _aad(key_id))
+
+
+def open_private_key(key_id: str, envelope: bytes) -> licensing.SigningKey:
+    """Decrypt (once per process) the private key of `key_id`."""
+    secret = _kek_secret()
+    cache_key = (key_id, _kek_id(secret))
+    cached = _key_cache.get(cache_key)
+    if cached is not None:
+        return cached
+    envelope = bytes(envelope)
+    try:
+        raw = _aead(secret).decrypt(envelope[:12], envelope[12:], _aad(key_id))
+    except InvalidTag as exc:
+        raise ImproperlyConfigured(
+            f"signing key {key_id} cannot be decrypted: SIGNING_KEY_KEK is not the key it was "
+            "sealed with"
+        ) from exc
+    key = licensing.SigningKey.from_private_bytes(key_id, raw)
+    with _lock:
+        _key_cache[cache_key] = key
+    return key
+
+
+@dataclass(frozen=True)
+class KeyringSnapshot:
+    """All public keys (for verifying) and the newest active key's row id (for signing)."""
+
+    keyring: licensing.Keyring
+    newest_key_id: str | None
+
+
+# The keyring changes only on rotation/retirement, yet every SDK request needs it: keep it for
+# a few seconds per process. This process drops it at once when it rotates or retires a key
+# (keyring_invalidate); other processes follow within KEYRING_TTL_S.
+KEYRING_TTL_S = 10.0
+_snapshot: tuple[float, KeyringSnapshot] | None = None
+
+
+def keyring_invalidate() -> None:
+    global _snapshot
+    _snapshot = None
+
+
+def keyring_snapshot(*, max_age_s: float = KEYRING_TTL_S) -> KeyringSnapshot:
+    """Every key's public half, plus which key signs new tokens (one query when not cached)."""
+    global _snapshot
+    cached = _snapshot
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < max_age_s:
+        return cached[1]
+    snapshot = _load_snapshot()
+    _snapshot = (now, snapshot)
+    return snapshot
+
+
+def _load_snapshot() -> KeyringSnapshot:
+    keyring = licensing.Keyring()
+    newest: str | None = None
+    rows = SigningKey.objects.order_by("created_at", "id").values_list(
+        "key_id", "public_key", "state"
+    )
+    for key_id, public_key, state in rows:
+        retired = state == SigningKey.State.RETIRED
+        keyring.add(key_id, bytes(public_key), retired=retired)
+        if not retired:
+            newest = key_id
+    return KeyringSnapshot(keyring=keyring, newest_key_id=newest)
+
+
+def signer(key_id: str) -> licensing.SigningKey:
+    """The decrypted signing key for `key_id` (cached; the envelope is read only on a miss)."""
+    secret = _kek_secret()
+    cached = _key_cache.get((key_id, _kek_id(secret)))
+    if cached is not None:
+        return cached
+    envelope = SigningKey.objects.values_list("encrypted_private_key", flat=True).get(key_id=key_id)
+    return open_private_key(key_id, bytes(envelope))

@@ -1,0 +1,3 @@
+"""Fixtures shared by the control-plane suites."""
+
+from tests.core.fixtures import *  # noqa: F403
