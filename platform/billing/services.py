@@ -36,6 +36,7 @@ from billing.models import (
     StripeEvent,
 )
 from billing.selectors import UsageSums, UsageWindow, usage_window_sums
+from core import metrics
 from core.audit import Actor, audit_record, audit_record_many
 from core.errors import Conflict, DomainError, NotFound
 
@@ -458,6 +459,7 @@ def _invoices_create_finalized(
             _queue_stripe_push([invoice.pk for invoice in invoices])
     except IntegrityError:
         return None
+    metrics.invoices_finalized_observed(invoices)
     return invoices
 
 
@@ -521,6 +523,7 @@ def invoice_finalize(*, actor: Actor, invoice_id: uuid.UUID) -> Invoice:
             changes={"number": invoice.number, "total_minor": invoice.total_minor},
         )
         _queue_stripe_push([invoice.pk])
+    metrics.invoices_finalized_observed([invoice])
     return invoice
 
 

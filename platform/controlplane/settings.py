@@ -82,6 +82,25 @@ SIGNING_KEY_KEK = _required_secret("SIGNING_KEY_KEK", "dev_signing_key_kek")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# HTTPS (docs/deployment.md): on by default with PRODUCTION=1, each one overridable. Behind a
+# TLS-terminating proxy set DJANGO_SECURE_PROXY_SSL_HEADER=1 (only when the proxy overwrites
+# X-Forwarded-Proto: otherwise a client could claim HTTPS).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
+# Probes and scrapers speak plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", default=PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", default=PRODUCTION)
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = env_bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -103,7 +122,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.metrics.MetricsMiddleware",  # outermost: the latency covers the whole stack
     "core.middleware.RequestIdMiddleware",
+    "core.logging.LogContextMiddleware",  # the request id in every log record of the request
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -245,6 +266,14 @@ if not 0 < JOBS_SOFT_TIME_LIMIT_S < JOBS_TIME_LIMIT_S:
         "JOBS_SOFT_TIME_LIMIT_S must be positive and below JOBS_TIME_LIMIT_S"
     )
 CELERY_TASK_ROUTES = {"jobs.run_encode_job": {"queue": "encode"}}
+# Publishing rides out a broker restart (about 15 s of retries) instead of failing the request
+# after the job row committed; past that the API answers 503 (core/errors.py).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": env_int("CELERY_PUBLISH_MAX_RETRIES", 12),
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
 # Redis redelivers an unacknowledged message after the visibility timeout: longer than the
 # longest job (else a live job is delivered twice; harmless, the claim refuses it, but wasteful).
 # A killed worker's job is picked up sooner by the sweeper (lease expired → requeued).
@@ -259,9 +288,30 @@ STRIPE_API_BASE = env_str(
     "STRIPE_API_BASE"
 )  # tests point this at the local Stripe-compatible server
 
+# Metrics at /metrics (core/metrics.py); with METRICS_TOKEN set, scrapers send it as a bearer.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
+# JSON lines on stdout with request/task ids, secrets redacted (core/logging.py).
+# LOG_FORMAT=text for a human-readable console.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {
+        "context": {"()": "core.logging.ContextFilter"},
+        "redact": {"()": "core.logging.RedactFilter"},
+    },
+    "formatters": {
+        "json": {"()": "core.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "text" if env_str("LOG_FORMAT", "json") == "text" else "json",
+            "filters": ["context", "redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+# The worker logs through LOGGING above (JSON, task ids), not Celery's own root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

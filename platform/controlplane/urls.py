@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from licences.api import KeyringView
 
+from core.metrics import metrics_view
 from core.views import LivenessView, ReadinessView
 
 api_v1: list[URLPattern | URLResolver] = [
@@ -26,6 +27,7 @@ urlpatterns = [
     path("health/", LivenessView.as_view(), name="health"),
     path("health/live/", LivenessView.as_view(), name="health-live"),
     path("health/ready/", ReadinessView.as_view(), name="health-ready"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus; METRICS_TOKEN guards it
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include(api_v1)),

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from kombu.exceptions import OperationalError as BrokerOperationalError
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -67,6 +69,9 @@ class ServiceUnavailable(DomainError):
     http_status = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
+DB_RETRY_AFTER_S = 2
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
@@ -90,9 +95,20 @@ _DRF_CODES: dict[type[drf_exceptions.APIException], str] = {
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: every error becomes the one JSON error shape."""
+    if isinstance(exc, OperationalError | InterfaceError | BrokerOperationalError):
+        # The database or the broker is away (restart, failover, connection limit): retryable,
+        # never a 500.
+        # Django drops the broken connection at the end of the request (CONN_HEALTH_CHECKS
+        # revalidates a persistent one), so the next request reconnects.
+        exc = ServiceUnavailable(
+            "The service is briefly unavailable; retry shortly.",
+            details={"retry_after_s": DB_RETRY_AFTER_S},
+        )
     if isinstance(exc, DomainError):
         headers = {}
-        if isinstance(exc, RateLimited) and isinstance(exc.details, dict):
+        if isinstance(exc, ServiceUnavailable) and not isinstance(exc.details, dict):
+            headers["Retry-After"] = str(DB_RETRY_AFTER_S)
+        if isinstance(exc, RateLimited | ServiceUnavailable) and isinstance(exc.details, dict):
             retry_after = exc.details.get("retry_after_s")
             if retry_after is not None:
                 headers["Retry-After"] = str(int(retry_after))

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -83,7 +83,12 @@ class ContextFilter(logging.Filter):
     """Adds `request_id` (during a request) and `task_id`/`task` (inside a Celery task)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
+        request_id = request_id_var.get()
+        if request_id is None:
+            # django.request logs 4xx/5xx after the middleware chain returned; it passes the
+            # request along, which carries the id RequestIdMiddleware gave it.
+            request_id = getattr(getattr(record, "request", None), "request_id", None)
+        record.request_id = request_id
         task_id = task_name = None
         try:
             from celery._state import get_current_task
@@ -144,30 +149,3 @@ class LogContextMiddleware:
             return self.get_response(request)
         finally:
             request_id_var.reset(token)
-
-
-def logging_config(*, level: str, json_logs: bool, quiet: Iterable[str] = ()) -> dict[str, Any]:
-    """The LOGGING dict of settings.py: one stdout handler, JSON by default, secrets redacted."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {
-            "context": {"()": "core.logging.ContextFilter"},
-            "redact": {"()": "core.logging.RedactFilter"},
-        },
-        "formatters": {
-            "json": {"()": "core.logging.JsonFormatter"},
-            "text": {
-                "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
-            },
-        },
-        "handlers": {
-            "console": {
-                "class": "logging.StreamHandler",
-                "formatter": "json" if json_logs else "text",
-                "filters": ["context", "redact"],
-            }
-        },
-        "root": {"handlers": ["console"], "level": level},
-        "loggers": {name: {"level": "WARNING"} for name in quiet},
-    }

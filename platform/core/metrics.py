@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,9 +52,7 @@ INVOICE_TOTALS = Counter(
     "Sum of the totals of finalized invoices, in minor units of the currency.",
     ["currency"],
 )
-INVOICES = Counter(
-    "controlplane_invoices_finalized_total", "Invoices finalized.", ["currency"]
-)
+INVOICES = Counter("controlplane_invoices_finalized_total", "Invoices finalized.", ["currency"])
 
 _ACTIVATE_ROUTE = "sdk-activate"
 
@@ -87,7 +86,10 @@ class JobStateCollector(Collector):
             "controlplane_encode_jobs", "Encode jobs by state (read at scrape).", labels=["state"]
         )
         counts = dict.fromkeys(EncodeJob.State.values, 0)
-        rows = EncodeJob.objects.order_by().values_list("state").annotate(n=Count("id"))
+        try:
+            rows = list(EncodeJob.objects.order_by().values_list("state").annotate(n=Count("id")))
+        except DatabaseError:
+            return  # the database is away: the other metrics are still worth serving
         for state, n in rows:
             counts[state] = n
         for state, n in sorted(counts.items()):
@@ -96,7 +98,7 @@ class JobStateCollector(Collector):
 
 
 def _multiprocess() -> bool:
-    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"))
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 
 def render() -> bytes:

@@ -30,6 +30,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import licensing
+from core import metrics
 from core.audit import Actor, audit_record
 from metering import conf
 from metering.errors import (
@@ -290,6 +291,7 @@ def usage_batch_record(
                 request_id=request_id[:64],
                 now=now,
             )
+    metrics.usage_records_observed(new=new, duplicate=len(records) - new)
     return BatchResult(
         batch_id=batch_id,
         record_count=len(records),
