@@ -7,13 +7,24 @@ What it does (bounded, well under 90 s):
    limit: this measures throughput, not the abuse limits);
 3. starts gunicorn (sync workers, persistent database connections) on a free loopback port;
 4. drives, from concurrent client *processes*, for the same bounded time each:
-   the trivial endpoint (/health/live/), activations, then heartbeats of those activations.
-   Device keys, fingerprints and signatures are made before each timed loop;
+   the trivial endpoint (/health/live/; half its time before, half after the others),
+   activations, then heartbeats of those activations. Device keys, fingerprints and
+   signatures are made before each timed loop;
 5. prints a table and, as its LAST line, one JSON object:
    {"activations_per_s", "activation_p50_ms", "activation_p99_ms", "trivial_per_s", ...}.
 
 Targets (issue 3): activations >= 40% of the trivial endpoint's throughput, p99 < 50 ms.
 Run: .venv/bin/python benchmarks/activation_load.py [--seconds 8] [--clients 4] [--workers 3]
+
+Why 3 sync workers and 4 clients on a 2-core machine (measured, issue 3): an activation ends
+with a durable commit, and a sync worker is idle during the WAL flush, so more than one worker
+per core is needed; with the activation's locked transaction down to two round trips, 3, 4
+and 5 workers (4 to 8 clients) gave the same activation rate within the noise of the shared
+machine, while the trivial endpoint got slower with more workers and clients (more processes
+woken per connection on 2 cores). The configuration that serves the trivial endpoint best is
+kept, so the ratio is not flattered by a slower baseline. More clients than workers only adds
+queueing latency (p99) in a closed loop. Fairness: the trivial endpoint is measured with the
+same gunicorn workers, the same client processes and code, in the same run.
 """
 
 from __future__ import annotations
@@ -258,10 +269,13 @@ def client_loop(
 
 
 def _worker(conn: Any, port: int, keys: list[str], seed: int, seconds: float, budget: int) -> None:
-    """One client process: trivial, activations, heartbeats, on the parent's signal each."""
+    """One client process, on the parent's signal each: the trivial endpoint (first half of
+    its time), activations, heartbeats, the trivial endpoint again (second half). Splitting
+    the trivial phase around the others makes the ratio less sensitive to background load
+    that drifts during the run."""
     results: dict[str, Any] = {}
     start_at = conn.recv()
-    results["trivial"] = client_loop(port, "GET", "/health/live/", None, start_at, seconds)[:2]
+    first = client_loop(port, "GET", "/health/live/", None, start_at, seconds / 2)[:2]
     bodies, private = make_activation_bodies(keys, budget, seed)
     conn.send("ready")
     start_at = conn.recv()
@@ -278,6 +292,10 @@ def _worker(conn: Any, port: int, keys: list[str], seed: int, seconds: float, bu
     results["heartbeat"] = client_loop(
         port, "POST", "/api/v1/sdk/heartbeat", beats[:budget], start_at, seconds
     )[:2]
+    conn.send("ready")
+    start_at = conn.recv()
+    second = client_loop(port, "GET", "/health/live/", None, start_at, seconds / 2)[:2]
+    results["trivial"] = (first[0] + second[0], first[1] + second[1])
     conn.send(results)
 
 
@@ -301,7 +319,9 @@ def summarise(parts: list[tuple[list[float], int]], seconds: float) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="per phase (3 phases)")
+    parser.add_argument(
+        "--seconds", type=float, default=8.0, help="per endpoint (trivial split in two halves)"
+    )
     parser.add_argument("--clients", type=int, default=4, help="concurrent client processes")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn sync workers")
     parser.add_argument("--licences", type=int, default=200)
@@ -331,11 +351,11 @@ def main() -> None:
             pipes.append(parent)
             procs.append(proc)
         phases: dict[str, list[tuple[list[float], int]]] = {}
-        for _phase in ("trivial", "activate", "heartbeat"):
+        for _phase in ("trivial (first half)", "activate", "heartbeat", "trivial (second half)"):
             start_at = time.time() + 0.3
             for pipe in pipes:
                 pipe.send(start_at)
-            if _phase != "heartbeat":
+            if not _phase.startswith("trivial (second"):
                 for pipe in pipes:
                     assert pipe.recv() == "ready"
         for pipe in pipes:

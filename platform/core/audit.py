@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +48,33 @@ def audit_record(
         customer_id=customer_id,
         changes=changes or {},
     )
+
+
+def audit_row_values(
+    *,
+    actor: Actor,
+    action: str,
+    object_type: str,
+    object_id: Any,
+    customer_id: uuid.UUID | None,
+    changes: dict[str, Any],
+    created_at: dt.datetime,
+) -> list[Any]:
+    """The values `audit_record` would write, for a service that inserts its audit row in the
+    same SQL statement as its change (the SDK activation hot path on PostgreSQL). Order:
+    created_at, actor_kind, actor_label, request_id, action, object_type, object_id,
+    customer_id, changes (JSON text)."""
+    return [
+        created_at,
+        str(actor.kind),
+        actor.label[:200],
+        actor.request_id[:64],
+        action,
+        object_type,
+        str(object_id),
+        customer_id,
+        json.dumps(changes),
+    ]
 
 
 def audit_record_many(

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from customers.models import Customer
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -212,6 +212,12 @@ def licence_issue(
         )
         if ends <= starts:
             raise DomainError("expires_at must be after not_before.", code="VALIDATION_ERROR")
+        if starts < LICENCE_TIME_MIN or ends > LICENCE_TIME_MAX:
+            # Licence keys carry times as unsigned 32-bit seconds (see docs/licensing.md).
+            raise DomainError(
+                "not_before and expires_at must lie between 1970 and 2106.",
+                code="VALIDATION_ERROR",
+            )
         seats = max_activations or policy.max_activations
         entitlements = entitlements_of(policy.entitlements, max_activations=seats)
         licence_id = uuid.uuid4()
@@ -333,6 +339,21 @@ def _audit_state(actor: Actor, licence: Licence, action: str, reason: str, **ext
 # --- revocation lists ------------------------------------------------------------------------
 
 
+# Any constant unique to this lock; PostgreSQL advisory locks share one 64-bit namespace.
+_REVOCATION_PUBLISH_LOCK = 0x4E43_5231  # "NCR1"
+
+
+LICENCE_TIME_MIN = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LICENCE_TIME_MAX = dt.datetime.fromtimestamp(2**32 - 1, tz=dt.UTC)
+
+
+def _lock_revocation_publishing() -> None:
+    """Serialise publishers until the transaction ends (SQLite already serialises writers)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_REVOCATION_PUBLISH_LOCK])
+
+
 def revocation_list_publish(*, actor: Actor, reason: str = "") -> RevocationList:
     """Sign and store the next revocation list (serial + 1). Call inside the transaction of
     the change it reflects, so the serial and the change commit together.
@@ -344,8 +365,11 @@ def revocation_list_publish(*, actor: Actor, reason: str = "") -> RevocationList
 
     now = timezone.now()
     with transaction.atomic():
-        # Lock the newest list so concurrent publishers take serials one after the other.
-        latest = RevocationList.objects.select_for_update().order_by("-serial").first()
+        # Publishers take serials one after the other. Locking the newest row is not enough:
+        # a waiter would re-read that same row and pick the same serial, so take a
+        # transaction-scoped lock first and read the newest serial only once it is held.
+        _lock_revocation_publishing()
+        latest = RevocationList.objects.order_by("-serial").first()
         serial = (latest.serial if latest else 0) + 1
         licence_ids = {
             str(pk)

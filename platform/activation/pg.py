@@ -1,0 +1,171 @@
+"""The SDK hot path's SQL on PostgreSQL: the same rules as the ORM path in services.py, in as
+few round trips as the rules allow.
+
+Activation, inside one transaction (durable commit):
+1. `LOCK_LICENCE`: the licence row FOR UPDATE, joined with its policy (one statement);
+2. `SEATS`: the recent activation events (rate limit) and the active activations (seats,
+   fingerprint matching), read *after* the lock is held, so a concurrent activation of the
+   same licence is either committed and counted, or waiting behind us;
+3. `INSERT_ACTIVATION` / `REACTIVATE`: one statement whose data-modifying CTEs write the
+   activation, its ActivationEvent and the audit row.
+
+Heartbeat: one SELECT (activation + licence + policy), then one conditional UPDATE in its own
+implicit transaction whose commit does not wait for the WAL flush (`set_config(...,
+is_local)`); that is the heartbeat's documented trade-off (timestamps only), never used for a
+state change.
+
+Table and column names are spelled out (Django's defaults for activation.Activation,
+activation.ActivationEvent, licences.Licence, licences.LicencePolicy, core.AuditLog); the
+models are the source of truth and tests/activation run these statements on PostgreSQL, so a
+migration that renames a column fails there until this file follows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import psycopg
+from django.db import DatabaseError
+
+
+def execute_batch(cursor: Any, statements: list[tuple[str, Any]]) -> list[list[Any] | None]:
+    """Run `statements` (sql, params) in order; return each one's rows (None for a command).
+
+    With Django's default client-side parameter binding they travel as one simple-protocol
+    query: one round trip, and PostgreSQL still runs them one after the other (each statement
+    takes its own snapshot, so a read after `SELECT ... FOR UPDATE` sees what the lock
+    holder committed). Otherwise, one round trip each. A failing statement stops the batch
+    (the rest is skipped) and raises."""
+    raw = getattr(cursor, "cursor", cursor)
+    results: list[list[Any] | None] = []
+    if isinstance(raw, psycopg.ClientCursor):
+        cursor.execute(";\n".join(raw.mogrify(sql, params) for sql, params in statements))
+        while True:
+            results.append(raw.fetchall() if raw.description is not None else None)
+            if not raw.nextset():
+                break
+        return results
+    for sql, params in statements:
+        cursor.execute(sql, params)
+        results.append(cursor.fetchall() if cursor.description is not None else None)
+    return results
+
+
+def rollback_quietly(cursor: Any) -> None:
+    """End a transaction opened with BEGIN on an autocommit connection (no-op outside one)."""
+    with contextlib.suppress(DatabaseError):  # the connection is gone: so is the transaction
+        cursor.execute("ROLLBACK")
+
+
+LOCK_LICENCE = """
+SELECT l.customer_id, l.policy_id, l.state, l.key_sha256, l.max_activations,
+       l.entitlements::text, l.expires_at,
+       p.certificate_lifetime_s, p.offline_grace_s, p.heartbeat_window_s,
+       p.activation_rate_limit, p.activation_rate_window_s
+FROM licences_licence l JOIN licences_licencepolicy p ON p.id = l.policy_id
+WHERE l.id = %s
+FOR UPDATE OF l
+"""
+
+# Under the lock: the number of activation events inside the policy's rate window and the
+# number of seats in use, on every row, then one row per active activation that shares a
+# component (`name=value`) with the presented fingerprint, newest first; one row with NULL
+# activation columns when there is none. Params: licence id, event kind, now, licence id,
+# licence id, state, licence id, state, components (text[]).
+SEATS = """
+SELECT e.n, s.n, a.id, a.fingerprint
+FROM (
+    SELECT count(*) FROM activation_activationevent
+    WHERE licence_id = %s AND kind = %s
+      AND created_at > %s - (
+          SELECT p.activation_rate_window_s * interval '1 second'
+          FROM licences_licence l JOIN licences_licencepolicy p ON p.id = l.policy_id
+          WHERE l.id = %s
+      )
+) AS e (n)
+CROSS JOIN (
+    SELECT count(*) FROM activation_activation WHERE licence_id = %s AND state = %s
+) AS s (n)
+LEFT JOIN activation_activation a
+    ON a.licence_id = %s AND a.state = %s
+    AND EXISTS (
+        SELECT 1 FROM unnest(%s::text[]) AS c (part) WHERE strpos(a.fingerprint, c.part) > 0
+    )
+ORDER BY a.activated_at DESC
+"""
+
+# Only when refusing over the rate limit: when the oldest counted event leaves the window.
+OLDEST_EVENT = """
+SELECT min(created_at) FROM activation_activationevent
+WHERE licence_id = %s AND kind = %s AND created_at > %s
+"""
+
+# Both write statements end with the ActivationEvent (a CTE) and the audit row (the main
+# INSERT): one round trip writes all three rows.
+INSERT_ACTIVATION = """
+WITH activation AS (
+    INSERT INTO activation_activation (
+        id, licence_id, fingerprint, device_public_key, platform, hostname, state,
+        activated_at, last_seen_at, certificate_key_id, certificate_expires_at,
+        certificate_valid_until
+    )
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+), event AS (
+    INSERT INTO activation_activationevent (licence_id, activation_id, kind, created_at)
+    VALUES (%s, %s, %s, %s)
+)
+INSERT INTO core_auditlog (
+    created_at, actor_kind, actor_label, request_id, action, object_type, object_id,
+    customer_id, changes
+)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+"""
+
+REACTIVATE = """
+WITH activation AS (
+    UPDATE activation_activation
+    SET fingerprint = %s, device_public_key = %s, platform = %s, hostname = %s,
+        last_seen_at = %s, certificate_expires_at = %s, certificate_valid_until = %s,
+        certificate_key_id = %s
+    WHERE id = %s
+), event AS (
+    INSERT INTO activation_activationevent (licence_id, activation_id, kind, created_at)
+    VALUES (%s, %s, %s, %s)
+)
+INSERT INTO core_auditlog (
+    created_at, actor_kind, actor_label, request_id, action, object_type, object_id,
+    customer_id, changes
+)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+"""
+
+LOAD_FOR_HEARTBEAT = """
+SELECT a.licence_id, a.fingerprint, a.device_public_key, a.platform, a.hostname, a.state,
+       a.activated_at, a.first_heartbeat_at, a.last_heartbeat_at, a.last_seen_at, a.ended_at,
+       a.certificate_key_id, a.certificate_expires_at, a.certificate_valid_until,
+       l.customer_id, l.policy_id, l.state, l.max_activations, l.entitlements::text,
+       l.expires_at,
+       p.certificate_lifetime_s, p.offline_grace_s, p.heartbeat_window_s
+FROM activation_activation a
+JOIN licences_licence l ON l.id = a.licence_id
+JOIN licences_licencepolicy p ON p.id = l.policy_id
+WHERE a.id = %s
+"""
+
+_HEARTBEAT_SET = """
+UPDATE activation_activation a
+SET last_heartbeat_at = %s, last_seen_at = %s,
+    first_heartbeat_at = COALESCE(a.first_heartbeat_at, %s),
+    certificate_expires_at = %s, certificate_valid_until = %s, certificate_key_id = %s
+FROM licences_licence l{extra_from}
+WHERE a.id = %s AND a.state = %s AND l.id = a.licence_id AND l.state = %s
+"""
+
+# Run in autocommit: the statement is its own transaction, and set_config(..., true) lasts
+# exactly until that transaction's commit, which then does not wait for the WAL flush.
+HEARTBEAT_UPDATE_ASYNC_COMMIT = _HEARTBEAT_SET.format(
+    extra_from=", (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+)
+# Inside a caller's transaction: a plain (durable) UPDATE; never relax someone else's commit.
+HEARTBEAT_UPDATE = _HEARTBEAT_SET.format(extra_from="")
