@@ -1,0 +1,1 @@
+"""Entropy models (training-time likelihoods) and the constriction-based coders."""

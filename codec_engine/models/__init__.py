@@ -1,0 +1,1 @@
+"""Codec network definitions."""

@@ -1,0 +1,162 @@
+"""The coding side of the network: the fixed contract `compress` / `decompress` per tile.
+
+`compress(x, quality)` turns one RGB tile (float tensor, 1x3xHxW, H and W multiples of 64)
+into a `TileCode` (one byte string plus the checksum of the entropy parameters), and
+`decompress(code, quality, shape)` rebuilds the tile. The hyper-synthesis runs in float64
+on one thread and its outputs are snapped to fixed grids (scale-table index, mean grid),
+so the decoder reproduces the encoder's entropy parameters exactly; a CRC-32 of those
+parameters travels with each tile and a mismatch is refused instead of decoded to garbage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from codec_engine.entropy import coder
+from codec_engine.entropy.gaussian import quantise_mean, scale_indices
+from codec_engine.errors import DecodeMismatchError, WeightsError
+from codec_engine.models.msh import ALIGN, MeanScaleHyperprior, ModelConfig
+
+
+@dataclass(frozen=True)
+class TileCode:
+    """One coded tile: the ANS stream and the CRC-32 of its entropy parameters."""
+
+    data: bytes
+    params_crc: int
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class NeuralImageCodec:
+    """A loaded network with its frozen coding tables."""
+
+    def __init__(self, payload: dict[str, Any], threads: int = 2) -> None:
+        cfg = payload["config"]
+        config = ModelConfig(n=int(cfg["n"]), m=int(cfg["m"]), qualities=int(cfg["qualities"]))
+        net = MeanScaleHyperprior(config)
+        state = {
+            k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()
+        }
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise WeightsError(f"weights do not fit the model: {exc}") from None
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.net = net
+        self.config = config
+        # A float64 copy of the hyper-synthesis: its outputs select probability tables.
+        self.h_s64 = MeanScaleHyperprior(config).h_s.double()
+        self.h_s64.load_state_dict(net.h_s.state_dict())
+        self.h_s64.eval()
+        self.tables = coder.CodingTables.build(
+            payload["y_pmfs"].double().numpy(),
+            payload["z_offsets"].numpy(),
+            payload["z_freqs"].numpy(),
+        )
+        self.meta: dict[str, Any] = dict(payload.get("meta", {}))
+        # oneDNN picks kernels (and so float rounding) by shape *and* thread count: every
+        # transform runs under this fixed count, whatever the host process set globally.
+        self.threads = threads
+
+    @property
+    def qualities(self) -> int:
+        return self.config.qualities
+
+    # ---- shared by both sides -----------------------------------------------------------
+    def _entropy_params(self, z_hat: npt.NDArray[np.int32]) -> tuple[Tensor, Tensor, int]:
+        """(quantised mean, scale index, CRC) from integer z, identically on both sides."""
+        with _threads(1), torch.no_grad():
+            params = self.h_s64(torch.from_numpy(z_hat.astype(np.float64))[None])
+        mean, scale = MeanScaleHyperprior.split_params(params)
+        mean_q = quantise_mean(mean)[0]
+        idx = scale_indices(scale)[0]
+        mean_grid = torch.round(mean_q.double() * 64).to(torch.int32).numpy()
+        crc = zlib.crc32(idx.to(torch.uint8).numpy().tobytes())
+        crc = zlib.crc32(mean_grid.astype("<i4").tobytes(), crc)
+        return mean_q, idx, crc
+
+    def _gains(self, quality: int) -> tuple[Tensor, Tensor]:
+        q = torch.tensor([quality - 1])
+        return self.net.gains(q)
+
+    # ---- contract -------------------------------------------------------------------------
+    @torch.no_grad()
+    def analyse(self, x_rgb: Tensor, quality: int) -> Tensor:
+        """The gained latent y (1, M, H/16, W/16) of a padded tile."""
+        enc_gain, _ = self._gains(quality)
+        x = MeanScaleHyperprior.to_input(x_rgb).contiguous(memory_format=torch.channels_last)
+        with _threads(self.threads):
+            y: Tensor = self.net.g_a(x).contiguous() * enc_gain
+        return y
+
+    @torch.no_grad()
+    def compress_latent(self, y: Tensor) -> tuple[TileCode, Tensor]:
+        """Code a gained latent; returns the code and the dequantised latent y_hat."""
+        with _threads(self.threads):
+            z = self.net.h_a(y)
+        z_int = self.tables.clamp_z(torch.round(z[0]).to(torch.int32).numpy())
+        mean_q, idx, crc = self._entropy_params(z_int)
+        sym = torch.round(y[0].double() - mean_q.double()).clamp(-coder.Y_RADIUS, coder.Y_RADIUS)
+        sym_np = sym.to(torch.int32).numpy()
+        data = coder.encode(self.tables, z_int, sym_np, idx.to(torch.int32).numpy())
+        y_hat = (torch.from_numpy(sym_np).float() + mean_q)[None]
+        return TileCode(data=data, params_crc=crc), y_hat
+
+    def compress(self, x_rgb: Tensor, quality: int) -> TileCode:
+        """Contract: one padded RGB tile in [0, 1] -> its code."""
+        _check_aligned(x_rgb)
+        code, _ = self.compress_latent(self.analyse(x_rgb, quality))
+        return code
+
+    @torch.no_grad()
+    def synthesise(self, y_hat: Tensor, quality: int) -> Tensor:
+        _, dec_gain = self._gains(quality)
+        y_in = (y_hat * dec_gain).contiguous(memory_format=torch.channels_last)
+        with _threads(self.threads):
+            out: Tensor = self.net.g_s(y_in)
+        return MeanScaleHyperprior.from_output(out).contiguous()
+
+    @torch.no_grad()
+    def decompress(self, code: TileCode, quality: int, shape: tuple[int, int]) -> Tensor:
+        """Contract: code + padded tile shape (H, W) -> RGB tile in [0, 1] (1x3xHxW)."""
+        h, w = shape
+        if h % ALIGN or w % ALIGN:
+            raise ValueError("tile shape must be a multiple of 64")
+        dec = coder.LatentDecoder(self.tables, code.data)
+        z_int = dec.decode_z(self.config.n, h // ALIGN, w // ALIGN)
+        mean_q, idx, crc = self._entropy_params(z_int)
+        if crc != code.params_crc:
+            raise DecodeMismatchError(
+                "the decoder's entropy parameters differ from the encoder's "
+                "(corrupted tile or an incompatible platform)"
+            )
+        sym = dec.decode_y(idx.to(torch.int32).numpy())
+        y_hat = (torch.from_numpy(sym).float() + mean_q)[None]
+        return self.synthesise(y_hat, quality)
+
+
+def _check_aligned(x: Tensor) -> None:
+    if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] % ALIGN or x.shape[3] % ALIGN:
+        raise ValueError(
+            f"expected a 1x3xHxW tile with H, W multiples of {ALIGN}, got {tuple(x.shape)}"
+        )
