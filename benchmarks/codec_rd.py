@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from codec_engine import api, baselines  # noqa: E402
 from codec_engine.metrics import measure  # noqa: E402
+from codec_engine.zoo.registry import find_weights  # noqa: E402
 from training.prepare_data import held_out_images  # noqa: E402
 
 OUT = ROOT / "artifacts" / "codec_rd"
@@ -61,7 +62,8 @@ def bd_rate(anchor: list[Point], test: list[Point]) -> float | None:
 
     def curve(points: list[Point]) -> tuple[np.ndarray, np.ndarray]:
         pts = sorted((p["psnr"], math.log(p["bpp"])) for p in points if p["bpp"] > 0)
-        xs, ys = [], []
+        xs: list[float] = []
+        ys: list[float] = []
         for x, y in pts:
             if xs and x <= xs[-1] + 1e-6:
                 continue
@@ -221,7 +223,7 @@ def main() -> int:
     base = run_baselines(images, names)
     ours, enc_mps, dec_mps = run_ours(images, parse_qualities(args.qualities), args.refine)
 
-    weights = api.find_weights("msh-v1")
+    weights = find_weights("msh-v1")
     print(f"\nours: {weights.path.name}, {api.engine_threads()} threads")
     print(
         f"{'quality':>8} {'bpp':>8} {'PSNR':>7} {'PSNR-Y':>7} {'MS-SSIM':>8}   (mean over images)"

@@ -130,7 +130,7 @@ def video_frames(path: Path, step: int) -> Iterator[Array]:
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i % step == 0:
-                yield frame.to_ndarray(format="rgb24")
+                yield np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
 
 
 def training_images() -> Iterator[tuple[str, Array]]:
