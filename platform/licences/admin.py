@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from core.admin import BaseAdmin, ReadOnlyAdmin, admin_actor, run_service
 from core.errors import DomainError
@@ -113,6 +113,16 @@ class LicenceAdmin(BaseAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except DomainError as exc:
+            # The service refused (no signing key, dates out of range...): nothing was written.
+            self.message_user(request, f"{exc.code}: {exc.message}", level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
     def save_model(self, request: HttpRequest, obj: Licence, form: Any, change: bool) -> None:
         if change:
             return  # every field is read-only: state changes go through the actions
@@ -124,10 +134,8 @@ class LicenceAdmin(BaseAdmin):
                 max_activations=form.cleaned_data.get("max_activations"),
                 expires_at=form.cleaned_data.get("expires_at"),
             )
-        except DomainError as exc:
-            # The admin has no clean way to abort here; surface the refusal and re-raise.
-            self.message_user(request, f"{exc.code}: {exc.message}", level=messages.ERROR)
-            raise
+        except DomainError:
+            raise  # add_view turns it into a message; the admin's transaction rolls back
         obj.__dict__.update({k: v for k, v in issued.__dict__.items() if k != "_state"})
         obj._state.adding = False
 

@@ -138,3 +138,24 @@ def test_deactivate_action(admin_client: Client, acme_licence: Licence) -> None:
         {"action": "deactivate", "_selected_action": [str(grant.activation.pk)]},
     )
     assert Activation.objects.get().state == "deactivated"
+
+
+def test_a_refused_issue_in_the_admin_is_a_message_not_a_500(
+    admin_client: Client, acme: Customer, policy: LicencePolicy
+) -> None:
+    # No signing key exists: the service refuses, and the operator is told so on the form.
+    response = admin_client.post(
+        "/admin/licences/licence/add/",
+        {
+            "customer": str(acme.pk),
+            "policy": str(policy.pk),
+            "max_activations": "5",
+            "expires_at_0": "",
+            "expires_at_1": "",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "NO_SIGNING_KEY" in response.content.decode()
+    assert not Licence.objects.exists()
+    assert not AuditLog.objects.filter(action="licence.issue").exists()
