@@ -26,36 +26,52 @@ import contextlib
 from typing import Any
 
 import psycopg
-from django.db import DatabaseError
+from django.conf import settings
+from django.db import DatabaseError, connection
 
 
-def execute_batch(cursor: Any, statements: list[tuple[str, Any]]) -> list[list[Any] | None]:
-    """Run `statements` (sql, params) in order; return each one's rows (None for a command).
-
-    With Django's default client-side parameter binding they travel as one simple-protocol
-    query: one round trip, and PostgreSQL still runs them one after the other (each statement
-    takes its own snapshot, so a read after `SELECT ... FOR UPDATE` sees what the lock
-    holder committed). Otherwise, one round trip each. A failing statement stops the batch
-    (the rest is skipped) and raises."""
-    raw = getattr(cursor, "cursor", cursor)
-    results: list[list[Any] | None] = []
-    if isinstance(raw, psycopg.ClientCursor):
-        cursor.execute(";\n".join(raw.mogrify(sql, params) for sql, params in statements))
-        while True:
-            results.append(raw.fetchall() if raw.description is not None else None)
-            if not raw.nextset():
-                break
-        return results
-    for sql, params in statements:
-        cursor.execute(sql, params)
-        results.append(cursor.fetchall() if cursor.description is not None else None)
-    return results
+def _raw_connection() -> psycopg.Connection[Any]:
+    """The request's psycopg connection, opened if needed, *without* Django's per-request
+    health check (a `SELECT 1` round trip, as costly here as a statement of the hot path).
+    A connection broken by a database restart fails this request with a retryable 503 (the
+    errors go through `wrap_database_errors`) and Django drops it at the end of the request
+    (errors_occurred -> is_usable); SDK clients retry."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if not isinstance(raw, psycopg.Connection):  # pragma: no cover - psycopg 3 is required
+        raise TypeError("the SDK hot path needs psycopg 3")
+    return raw
 
 
-def rollback_quietly(cursor: Any) -> None:
+def execute_batch(statements: list[tuple[str, Any]]) -> list[psycopg.Cursor[Any]]:
+    """Run `statements` (sql, params) in order, in one pipeline: one round trip, server-side
+    parameter binding and prepared statements (each statement is parsed and planned once per
+    connection, not once per request; no client-side quoting of every parameter). Returns one
+    cursor per statement (rows, rowcount).
+
+    PostgreSQL runs them one after the other, each with its own snapshot, so a read after
+    `SELECT ... FOR UPDATE` sees what the lock holder committed. A failing statement aborts
+    the rest of the batch and raises Django's database errors, as the ORM would."""
+    prepare = settings.DATABASE_PREPARED_STATEMENTS
+    with connection.wrap_database_errors:
+        raw = _raw_connection()
+        done: list[psycopg.Cursor[Any]] = []
+        with raw.pipeline():
+            for sql, params in statements:
+                statement = psycopg.Cursor(raw)
+                statement.execute(sql, params, prepare=prepare and params is not None)
+                done.append(statement)
+        return done
+
+
+def rows(statement: psycopg.Cursor[Any]) -> list[Any]:
+    return statement.fetchall() if statement.description is not None else []
+
+
+def rollback_quietly() -> None:
     """End a transaction opened with BEGIN on an autocommit connection (no-op outside one)."""
     with contextlib.suppress(DatabaseError):  # the connection is gone: so is the transaction
-        cursor.execute("ROLLBACK")
+        execute_batch([("ROLLBACK", None)])
 
 
 LOCK_LICENCE = """

@@ -410,18 +410,17 @@ def _take_seat_postgresql(req: _SeatRequest) -> _SeatTaken:
     except (TypeError, ValueError, AttributeError):
         raise _unknown_licence() from None
     if connection.in_atomic_block or not connection.get_autocommit():
-        with transaction.atomic(), connection.cursor() as cursor:
-            return _take_seat_statements(cursor, req, licence_id, own_transaction=False)
-    with connection.cursor() as cursor:
-        try:
-            return _take_seat_statements(cursor, req, licence_id, own_transaction=True)
-        except BaseException:
-            pg.rollback_quietly(cursor)
-            raise
+        with transaction.atomic():
+            return _take_seat_statements(req, licence_id, own_transaction=False)
+    try:
+        return _take_seat_statements(req, licence_id, own_transaction=True)
+    except BaseException:
+        pg.rollback_quietly()
+        raise
 
 
 def _take_seat_statements(
-    cursor: Any, req: _SeatRequest, licence_id: uuid.UUID, *, own_transaction: bool
+    req: _SeatRequest, licence_id: uuid.UUID, *, own_transaction: bool
 ) -> _SeatTaken:
     now = req.now
     active_state = Activation.State.ACTIVE.value
@@ -438,8 +437,8 @@ def _take_seat_statements(
             ),
         ),
     ]
-    *_, locked_rows, seat_rows = pg.execute_batch(cursor, statements)
-    locked, seats = locked_rows or [], seat_rows or []
+    *_, locked_rows, seat_rows = pg.execute_batch(statements)
+    locked, seats = pg.rows(locked_rows), pg.rows(seat_rows)
     if not locked or locked[0][3] != req.key_sha:
         raise _unknown_licence()
     row = locked[0]
@@ -469,12 +468,12 @@ def _take_seat_statements(
     _check_licence_usable(licence, req.platform)
     if seats[0][0] >= rate_limit:
         since = now - dt.timedelta(seconds=rate_window_s)
-        cursor.execute(pg.OLDEST_EVENT, (licence_id, activate, since))
+        (oldest,) = pg.execute_batch([(pg.OLDEST_EVENT, (licence_id, activate, since))])
         raise _rate_limited(
             kind=activate,
             limit=rate_limit,
             window_s=rate_window_s,
-            oldest=cursor.fetchone()[0],
+            oldest=pg.rows(oldest)[0][0],
             now=now,
         )
     in_use = seats[0][1]
@@ -551,7 +550,7 @@ def _take_seat_statements(
         created_at=now,
     )
     # The commit is the default, durable one: the activation is a state change.
-    pg.execute_batch(cursor, [(sql, params)] + ([("COMMIT", None)] if own_transaction else []))
+    pg.execute_batch([(sql, params)] + ([("COMMIT", None)] if own_transaction else []))
     return activation, licence, token, expires_ts, match_id is not None
 
 
@@ -600,9 +599,8 @@ def _load_activation(activation_id: uuid.UUID) -> Activation | None:
     if connection.vendor != "postgresql":
         return Activation.objects.select_related("licence__policy").filter(pk=activation_id).first()
     # Raw SQL: the ORM spends more time building this join than PostgreSQL answering it.
-    with connection.cursor() as cursor:
-        cursor.execute(pg.LOAD_FOR_HEARTBEAT, (activation_id,))
-        row = cursor.fetchone()
+    (loaded,) = pg.execute_batch([(pg.LOAD_FOR_HEARTBEAT, (activation_id,))])
+    row = loaded.fetchone()
     if row is None:
         return None
     (licence_id, fingerprint, device_public_key, platform, hostname, state) = row[:6]
@@ -726,22 +724,19 @@ def _record_heartbeat(activation: Activation, *, now: dt.datetime, key_id: str) 
         sql = (
             pg.HEARTBEAT_UPDATE if connection.in_atomic_block else pg.HEARTBEAT_UPDATE_ASYNC_COMMIT
         )
-        with connection.cursor() as cursor:
-            cursor.execute(
-                sql,
-                (
-                    now,
-                    now,
-                    now,
-                    activation.certificate_expires_at,
-                    activation.certificate_valid_until,
-                    key_id,
-                    activation.pk,
-                    Activation.State.ACTIVE.value,
-                    Licence.State.ACTIVE.value,
-                ),
-            )
-            return int(cursor.rowcount)
+        params = (
+            now,
+            now,
+            now,
+            activation.certificate_expires_at,
+            activation.certificate_valid_until,
+            key_id,
+            activation.pk,
+            Activation.State.ACTIVE.value,
+            Licence.State.ACTIVE.value,
+        )
+        (updated,) = pg.execute_batch([(sql, params)])
+        return int(updated.rowcount)
     with transaction.atomic():
         return Activation.objects.filter(
             pk=activation.pk, state=Activation.State.ACTIVE, licence__state=Licence.State.ACTIVE

@@ -156,9 +156,15 @@ DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'controlplane.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        # A persistent connection is checked (`SELECT 1`) before its first use in a request, so
+        # a database restart costs no request a 503 once it is back; the SDK hot path skips
+        # the check (activation/pg.py) and retries on the client side instead.
         conn_health_checks=True,
     )
 }
+# Server-side prepared statements on the SDK hot path (activation/pg.py). Turn off behind a
+# pooler that cannot keep them across transactions (PgBouncer < 1.21 in transaction mode).
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; a busy timeout turns contention into waiting instead of errors.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

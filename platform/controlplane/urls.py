@@ -1,5 +1,6 @@
 """URL map of the control plane. The public API is versioned under /api/v1/."""
 
+from activation.urls import sdk_urlpatterns
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from django.views.generic import RedirectView
@@ -21,6 +22,8 @@ api_v1: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns = [
+    # First: the SDK routes carry most requests, and resolution tries patterns in order.
+    path("api/v1/sdk/", include(sdk_urlpatterns)),
     path("admin/", admin.site.urls),
     path("portal/", include("portal.urls")),
     path("", RedirectView.as_view(pattern_name="portal:dashboard"), name="home"),
