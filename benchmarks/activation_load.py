@@ -37,124 +37,21 @@ import multiprocessing as mp
 import os
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+
+from _harness import free_port, issue_licences, prepare_database, start_gunicorn
 
 REPO = Path(__file__).resolve().parent.parent
-PY = sys.executable
 sys.path.insert(0, str(REPO))  # `licensing` for the clients, without installing the project
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-# --- database and data ---------------------------------------------------------------------------
-
-
-def prepare_database(base_url: str) -> str:
-    """Drop, create and migrate `<db>_bench`; return its URL."""
-    parsed = urlparse(base_url)
-    name = (parsed.path.lstrip("/") or "controlplane") + "_bench"
-    admin_url = parsed._replace(path="/postgres").geturl()
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = parsed._replace(path=f"/{name}").geturl()
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run(
-        [PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True
-    )
-    return url
-
-
-def issue_licences(db_url: str, count: int) -> list[str]:
-    """Licence keys issued through the services (run in a child so the parent stays light)."""
-    code = f"""
-import os, sys, json
-sys.path[:0] = [{str(REPO / "platform")!r}, {str(REPO)!r}]
-os.environ["DJANGO_SETTINGS_MODULE"] = "controlplane.settings"
-import django
-django.setup()
-from core.audit import Actor
-from customers.services import customer_create
-from licences.services import licence_issue, policy_create, product_create, signing_key_ensure
-actor = Actor.cli("benchmark")
-signing_key_ensure(actor=actor)
-customer = customer_create(actor=actor, name="Bench", slug="bench")
-product = product_create(actor=actor, code="ncodec", name="Codec")
-policy = policy_create(actor=actor, product_id=product.pk, code="bench", name="bench",
-    entitlements={{"features": ["encode"]}}, max_activations=100000,
-    activation_rate_limit=1000000, deactivation_rate_limit=1000000)
-keys = [licence_issue(actor=actor, customer_id=customer.pk, policy_id=policy.pk).key
-        for _ in range({count})]
-print(json.dumps(keys))
-"""
-    env = {**os.environ, "DATABASE_URL": db_url}
-    out = subprocess.run(
-        [PY, "-c", code], cwd=REPO, env=env, check=True, capture_output=True, text=True
-    )
-    keys: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
-    return keys
-
-
-# --- server --------------------------------------------------------------------------------------
-
-
-def start_gunicorn(db_url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "DATABASE_CONN_MAX_AGE": "600",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO)]),
-        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
-    }
-    proc = subprocess.Popen(
-        [
-            str(Path(PY).parent / "gunicorn"),
-            "controlplane.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "sync",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "256",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health/ready/")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gunicorn did not become ready in 30 s")
 
 
 # --- load generator (child processes) ------------------------------------------------------------
@@ -334,10 +231,10 @@ def main() -> None:
         raise SystemExit("keep --seconds at 20 or below: the whole run must stay under 90 s")
 
     started = time.monotonic()
-    db_url = prepare_database(args.database_url)
-    keys = issue_licences(db_url, args.licences)
-    port = _free_port()
-    server = start_gunicorn(db_url, port, args.workers)
+    db_url = prepare_database(args.database_url, "_bench")
+    keys = issue_licences(db_url, args.licences, max_activations=100_000, rate_limit=1_000_000)
+    port = free_port()
+    server = start_gunicorn(db_url, port, args.workers, backlog=256)
     budget = 4000  # most requests one client can send in a phase (pre-signed)
     ctx = mp.get_context("fork")
     pipes, procs = [], []

@@ -28,31 +28,14 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+
+from _harness import prepare_database
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"]
 CURRENCIES = ["EUR", "USD", "JPY"]
-
-
-def prepare_database(base_url: str) -> str:
-    parsed = urlparse(base_url)
-    name = (parsed.path.lstrip("/") or "controlplane") + "_close_bench"
-    import psycopg
-
-    with psycopg.connect(parsed._replace(path="/postgres").geturl(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = parsed._replace(path=f"/{name}").geturl()
-    subprocess.run(
-        [PY, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-    )
-    return url
 
 
 def load(db_url: str, customers: int, records: int) -> float:
@@ -192,7 +175,7 @@ def main() -> None:
     if not base_url.startswith("postgres"):
         raise SystemExit("DATABASE_URL must point at PostgreSQL")
     print("preparing database ...", file=sys.stderr)
-    db_url = prepare_database(base_url)
+    db_url = prepare_database(base_url, "_close_bench")
     print(
         f"generating {args.records:,} records for {args.customers:,} customers ...", file=sys.stderr
     )

@@ -31,32 +31,13 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+
+from _harness import prepare_database
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 CELERY = str(Path(PY).with_name("celery"))
 TARGET_P99_MS = 50.0
-
-
-def prepare_database(base_url: str) -> str:
-    """Drop, create and migrate `<db>_jobs_bench`; return its URL."""
-    parsed = urlparse(base_url)
-    name = (parsed.path.lstrip("/") or "controlplane") + "_jobs_bench"
-    admin_url = parsed._replace(path="/postgres").geturl()
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = parsed._replace(path=f"/{name}").geturl()
-    subprocess.run(
-        [PY, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-    )
-    return url
 
 
 class Worker:
@@ -109,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import redis
 
-    db_url = prepare_database(args.database_url)
+    db_url = prepare_database(args.database_url, "_jobs_bench")
     redis.Redis.from_url(args.broker).flushdb()
     media = Path(tempfile.mkdtemp(prefix="job-dispatch-media-"))
     os.environ.update(

@@ -27,18 +27,16 @@ import json
 import os
 import queue
 import secrets
-import socket
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+
+from _harness import free_port, issue_licences, prepare_database, start_gunicorn
 
 REPO = Path(__file__).resolve().parent.parent
-PY = sys.executable
 sys.path.insert(0, str(REPO))  # `licensing` for the clients, without installing the project
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
@@ -50,103 +48,8 @@ BATCH = 1000
 PATH = "/api/v1/sdk/usage-batches"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def prepare_database(base_url: str) -> str:
-    parsed = urlparse(base_url)
-    name = (parsed.path.lstrip("/") or "controlplane") + "_usage_bench"
-    import psycopg
-
-    with psycopg.connect(parsed._replace(path="/postgres").geturl(), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = parsed._replace(path=f"/{name}").geturl()
-    subprocess.run(
-        [PY, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=REPO,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-    )
-    return url
-
-
-def issue_licence(db_url: str, seats: int) -> str:
-    """One licence with enough seats, issued through the services in a child process."""
-    code = f"""
-import os, sys
-sys.path[:0] = [{str(REPO / "platform")!r}, {str(REPO)!r}]
-os.environ["DJANGO_SETTINGS_MODULE"] = "controlplane.settings"
-import django
-django.setup()
-from core.audit import Actor
-from customers.services import customer_create
-from licences.services import licence_issue, policy_create, product_create, signing_key_ensure
-actor = Actor.cli("benchmark")
-signing_key_ensure(actor=actor)
-customer = customer_create(actor=actor, name="Bench", slug="bench")
-product = product_create(actor=actor, code="ncodec", name="Codec")
-policy = policy_create(actor=actor, product_id=product.pk, code="bench", name="bench",
-    entitlements={{"features": ["encode"]}}, max_activations={seats},
-    activation_rate_limit=100000, deactivation_rate_limit=100000)
-print(licence_issue(actor=actor, customer_id=customer.pk, policy_id=policy.pk).key)
-"""
-    out = subprocess.run(
-        [PY, "-c", code],
-        cwd=REPO,
-        env={**os.environ, "DATABASE_URL": db_url},
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
-def start_gunicorn(db_url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "DATABASE_CONN_MAX_AGE": "600",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), str(REPO)]),
-        "DJANGO_SETTINGS_MODULE": "controlplane.settings",
-    }
-    proc = subprocess.Popen(
-        [
-            str(Path(PY).parent / "gunicorn"),
-            "controlplane.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--worker-class",
-            "sync",
-            "--log-level",
-            "warning",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health/ready/")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gunicorn did not become ready in 30 s")
 
 
 def _post(
@@ -332,9 +235,9 @@ def main() -> None:
         raise SystemExit("DATABASE_URL must point at PostgreSQL")
 
     print(f"preparing database and {args.devices} activations ...", file=sys.stderr)
-    db_url = prepare_database(base_url)
-    licence_key = issue_licence(db_url, seats=args.devices + 1)
-    port = _free_port()
+    db_url = prepare_database(base_url, "_usage_bench")
+    [licence_key] = issue_licences(db_url, 1, max_activations=args.devices + 1, rate_limit=100_000)
+    port = free_port()
     server = start_gunicorn(db_url, port, args.workers)
     try:
         devices = activate(port, licence_key, args.devices)
