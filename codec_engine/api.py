@@ -2,12 +2,14 @@
 
     model = load_model("msh-v1", quality=4)
     result = model.encode_image(rgb)               # EncodeResult (bytes, bpp, reconstruction)
+    model = load_model(quality=4, preset="max", max_iterations=2000)  # overfitted, slow
     decoded = decode(result.data)                   # Decoded (header, frames)
     report = compare(rgb, result, baseline="x265")  # matched-quality baseline bytes
 
 torch is imported on first use, not when this module is imported. The licence gate
 (`codec_engine.gate`) must be passed before calling `load_model` or `decode`; the CLI does
-that. Encoding is deterministic: the same input, model and quality give the same bytes.
+that. Encoding is deterministic: the same input, model and quality give the same bytes (for
+the max preset: with an iteration budget and the same seed and thread count).
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from codec_engine import container
 from codec_engine.container import FrameType, Header, Preset, TileRecord
-from codec_engine.errors import CommandError, UnsupportedBitstreamError, WeightsMismatchError
+from codec_engine.errors import (
+    BitstreamError,
+    CommandError,
+    CorruptBitstreamError,
+    UnsupportedBitstreamError,
+    WeightsMismatchError,
+)
 from codec_engine.metrics import Quality, measure
 from codec_engine.zoo.registry import (
     DEFAULT_MODEL,
@@ -44,7 +52,12 @@ if TYPE_CHECKING:
 
 Frame = npt.NDArray[np.uint8]
 Progress = Callable[[int], None]
+IterationProgress = Callable[[int, int], None]  # (iterations done, planned) of one frame
+PRESETS = ("fast", "max")
+DEFAULT_MAX_ITERATIONS = 2000
 DEFAULT_TILE = 1024
+#: Frames from one intra frame to the next (an intra refresh every ~1.3 s at 25 frames/s).
+DEFAULT_INTRA_PERIOD = 32
 ALIGN = 64
 
 _CODECS: dict[tuple[bytes, int], NeuralImageCodec] = {}
@@ -163,8 +176,11 @@ class Model:
         tile: int = DEFAULT_TILE,
         refine_steps: int = 0,
         reconstruct: bool = True,
-    ) -> tuple[container.Frame, Frame | None]:
-        """Intra-code one frame; returns the container frame and (optionally) its reconstruction."""
+        references: list[Any] | None = None,
+    ) -> tuple[container.Frame, Frame | None, list[Any]]:
+        """Code one frame: intra, or as a P-frame when `references` (the previous frame's
+        decoded latents, one per tile) are given. Returns the container frame, its
+        reconstruction (when asked) and its decoded latents (the next frame's references)."""
         import torch
 
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
@@ -172,20 +188,28 @@ class Model:
         h, w = frame.shape[:2]
         recon = np.empty_like(frame)
         records = []
-        for top, left, th, tw in _tiles(h, w, tile):
+        latents: list[Any] = []
+        for i, (top, left, th, tw) in enumerate(_tiles(h, w, tile)):
             x = _to_tensor(frame[top : top + th, left : left + tw])
             assert isinstance(x, torch.Tensor)
             y = self.codec.analyse(x, self.quality)
-            if refine_steps > 0:
+            reference = references[i] if references is not None else None
+            if refine_steps > 0 and reference is None:
                 from codec_engine.models.refine import refine_latent
 
                 y = refine_latent(self.codec, x, y, self.quality, refine_steps)
-            code, y_hat = self.codec.compress_latent(y)
+            code, y_hat = self.codec.compress_latent(y, reference)
             if reconstruct:
                 rec = self.codec.synthesise(y_hat, self.quality)
                 recon[top : top + th, left : left + tw] = _to_uint8(rec, th, tw)
             records.append(TileRecord(code.data, code.params_crc))
-        return container.Frame(FrameType.INTRA, tuple(records)), recon if reconstruct else None
+            latents.append(y_hat)
+        frame_type = FrameType.INTRA if references is None else FrameType.PREDICTED
+        return (
+            container.Frame(frame_type, tuple(records)),
+            recon if reconstruct else None,
+            latents,
+        )
 
     def encode(
         self,
@@ -196,22 +220,37 @@ class Model:
         progress: Progress | None = None,
         keep_reconstruction: bool = True,
         refine_steps: int = 0,
+        intra_period: int | None = None,
     ) -> EncodeResult:
-        """Intra-code a sequence of same-sized frames into one bitstream (deterministic)."""
+        """Code a sequence of same-sized frames into one bitstream (deterministic): an intra
+        frame every `intra_period` frames (default `DEFAULT_INTRA_PERIOD` when the weights
+        carry a P-frame prior, else 1) and P-frames between them (low delay: each P-frame
+        references only the previous frame)."""
         if tile % ALIGN or not ALIGN <= tile <= container.MAX_TILE:
             raise CommandError(
                 f"tile size must be a multiple of {ALIGN} up to {container.MAX_TILE}"
             )
+        if intra_period is None:
+            intra_period = DEFAULT_INTRA_PERIOD if self.codec.has_inter else 1
+        if intra_period < 1:
+            raise CommandError("the intra period must be at least 1 frame")
+        if intra_period > 1 and not self.codec.has_inter:
+            raise CommandError(f"{self.spec.name} weights carry no P-frame prior: use period 1")
         start = time.perf_counter()
         coded: list[container.Frame] = []
         recon: list[Frame] = []
         size: tuple[int, int] | None = None
-        for frame in frames:
+        references: list[Any] | None = None
+        for n, frame in enumerate(frames):
             if size is None:
                 size = (frame.shape[0], frame.shape[1])
             elif frame.shape[:2] != size:
                 raise CommandError("all frames must have the same size")
-            c, r = self.encode_frame(frame, tile, refine_steps, keep_reconstruction)
+            if n % intra_period == 0:
+                references = None
+            c, r, references = self.encode_frame(
+                frame, tile, refine_steps, keep_reconstruction, references
+            )
             coded.append(c)
             if r is not None:
                 recon.append(r)
@@ -239,8 +278,115 @@ class Model:
         return self.encode([image], **kwargs)  # type: ignore[arg-type]
 
 
-def load_model(name: str = DEFAULT_MODEL, quality: int = 4) -> Model:
-    """Load a zoo model (weights checked against their content hash) at a quality level."""
+class MaxModel:
+    """The max preset at one quality: a small decoder overfitted to each frame at encode time
+    (`codec_engine.overfit`). Frames are coded independently, one tile each."""
+
+    def __init__(
+        self, quality: int, *, iterations: int, seconds: float | None, seed: int = 0
+    ) -> None:
+        from codec_engine.overfit import QUALITY_LAMBDAS
+
+        if not 1 <= quality <= len(QUALITY_LAMBDAS):
+            raise CommandError(f"quality must be 1..{len(QUALITY_LAMBDAS)}, got {quality}")
+        if iterations < 1:
+            raise CommandError("the max preset needs at least one iteration")
+        if seconds is not None and seconds <= 0:
+            raise CommandError("the time budget must be positive")
+        self.quality = quality
+        self.lam = QUALITY_LAMBDAS[quality - 1]
+        self.iterations = iterations
+        self.seconds = seconds
+        self.seed = seed
+
+    @property
+    def name(self) -> str:
+        from codec_engine.overfit import MODEL_NAME
+
+        return MODEL_NAME
+
+    def encode(
+        self,
+        frames: Iterable[Frame],
+        *,
+        fps: Fraction = Fraction(0),
+        tile: int = DEFAULT_TILE,
+        progress: Progress | None = None,
+        keep_reconstruction: bool = True,
+        refine_steps: int = 0,
+        iteration_progress: IterationProgress | None = None,
+    ) -> EncodeResult:
+        """Fit and code each frame (`tile` and `refine_steps` do not apply to this preset)."""
+        from codec_engine.overfit import MODEL_ID, arch_digest
+        from codec_engine.overfit.codec import encode_image
+
+        start = time.perf_counter()
+        coded: list[container.Frame] = []
+        recon: list[Frame] = []
+        size: tuple[int, int] | None = None
+        for frame in frames:
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise CommandError("frames must be HxWx3 uint8 RGB")
+            if size is None:
+                size = (frame.shape[0], frame.shape[1])
+                if max(size) > container.MAX_TILE:
+                    raise CommandError(f"the max preset codes up to {container.MAX_TILE} px a side")
+            elif frame.shape[:2] != size:
+                raise CommandError("all frames must have the same size")
+            enc = encode_image(
+                frame,
+                self.lam,
+                iterations=self.iterations,
+                seconds=self.seconds,
+                seed=self.seed,
+                threads=engine_threads(),
+                progress=iteration_progress,
+            )
+            coded.append(
+                container.Frame(FrameType.INTRA, (TileRecord(enc.payload, enc.params_crc),))
+            )
+            if keep_reconstruction:
+                recon.append(enc.reconstruction)
+            if progress is not None:
+                progress(1)
+        if size is None:
+            raise CommandError("no frames to encode")
+        fps = Fraction(fps).limit_denominator(1 << 16)
+        header = Header(
+            model_id=MODEL_ID,
+            preset=Preset.MAX,
+            quality=self.quality,
+            weights_sha256=arch_digest(),
+            width=size[1],
+            height=size[0],
+            frame_count=len(coded),
+            fps_num=fps.numerator,
+            fps_den=fps.denominator if fps else 1,
+            tile_size=max(ALIGN, -(-max(size) // ALIGN) * ALIGN),
+        )
+        data = container.write_stream(header, coded)
+        return EncodeResult(data, header, time.perf_counter() - start, recon)
+
+    def encode_image(self, image: Frame, **kwargs: object) -> EncodeResult:
+        return self.encode([image], **kwargs)  # type: ignore[arg-type]
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    quality: int = 4,
+    *,
+    preset: str = "fast",
+    max_iterations: int = DEFAULT_MAX_ITERATIONS,
+    max_seconds: float | None = None,
+    seed: int = 0,
+) -> Model | MaxModel:
+    """Load a zoo model (weights checked against their content hash) at a quality level, or,
+    with `preset="max"`, the overfitted codec (no weights; `name` is ignored) with its
+    per-frame budget of iterations and/or seconds."""
+    if preset == "max":
+        return MaxModel(quality, iterations=max_iterations, seconds=max_seconds, seed=seed)
+    if preset != "fast":
+        raise CommandError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     spec = model_spec(name)
     return Model(spec, find_weights(name), quality)
 
@@ -261,25 +407,72 @@ def weights_for_header(header: Header) -> tuple[ModelSpec, WeightsInfo]:
 
 
 def decode_stream(
-    fh: BinaryIO, size: int, *, progress: Progress | None = None
+    fh: BinaryIO, size: int, *, progress: Progress | None = None, start: int = 0
 ) -> Iterator[tuple[Header, Frame]]:
-    """Decode frame by frame from a file (memory bounded by one frame)."""
+    """Decode frame by frame from a file (memory bounded by one frame). With `start`, yield
+    from that frame on: decoding begins at the intra frame at or before it (the frames in
+    between are decoded as references, not yielded)."""
     reader = container.StreamReader(fh, size)
     header = reader.header
+    if header.preset == Preset.MAX:
+        yield from _decode_max(reader, progress)
+        return
     _, weights = weights_for_header(header)
     codec = _codec(weights)
     if header.quality > codec.qualities:
         raise UnsupportedBitstreamError(f"quality {header.quality} is not in the model")
-    for frame in reader.frames():
-        out = np.empty((header.height, header.width, 3), dtype=np.uint8)
-        for record, (top, left, th, tw) in zip(
-            frame.tiles, _tiles(header.height, header.width, header.tile_size), strict=True
-        ):
-            from codec_engine.models.coding import TileCode
+    from codec_engine.models.coding import TileCode
 
+    references: list[Any] = []  # the previous frame's decoded latents, one per tile
+    for n, frame in reader.frames_from(start):
+        if frame.frame_type == FrameType.PREDICTED and not codec.has_inter:
+            raise UnsupportedBitstreamError("these weights carry no P-frame prior")
+        out = np.empty((header.height, header.width, 3), dtype=np.uint8)
+        latents = []
+        for i, (record, (top, left, th, tw)) in enumerate(
+            zip(frame.tiles, _tiles(header.height, header.width, header.tile_size), strict=True)
+        ):
             shape = (th + (-th) % ALIGN, tw + (-tw) % ALIGN)
-            rec = codec.decompress(TileCode(record.data, record.params_crc), header.quality, shape)
+            reference = references[i] if frame.frame_type == FrameType.PREDICTED else None
+            try:
+                y_hat = codec.decode_latent(
+                    TileCode(record.data, record.params_crc), shape, reference
+                )
+            except BitstreamError as exc:
+                kind = "P-frame" if reference is not None else "frame"
+                raise type(exc)(f"{kind} {n}, tile {i}: {exc}") from None
+            rec = codec.synthesise(y_hat, header.quality)
             out[top : top + th, left : left + tw] = _to_uint8(rec, th, tw)
+            latents.append(y_hat)
+        references = latents
+        if n < start:
+            continue
+        if progress is not None:
+            progress(1)
+        yield header, out
+
+
+def _decode_max(
+    reader: container.StreamReader, progress: Progress | None
+) -> Iterator[tuple[Header, Frame]]:
+    from codec_engine.overfit import MODEL_ID, arch_digest
+    from codec_engine.overfit.codec import decode_payload
+
+    header = reader.header
+    if header.model_id != MODEL_ID:
+        raise UnsupportedBitstreamError(f"max-preset architecture {header.model_id} is unknown")
+    if header.weights_sha256 != arch_digest():
+        raise WeightsMismatchError(
+            "the overfitted architecture digest differs from this engine's (other version, or "
+            "this platform builds other probability tables)"
+        )
+    for frame in reader.frames():
+        if len(frame.tiles) != 1:
+            raise CorruptBitstreamError("a max-preset frame must be a single tile")
+        record = frame.tiles[0]
+        out = decode_payload(
+            record.data, record.params_crc, header.height, header.width, engine_threads()
+        )
         if progress is not None:
             progress(1)
         yield header, out

@@ -229,6 +229,36 @@ CODECS: dict[str, BaselineCodec] = {
         _pyav_codec("libx265", "hevc", "yuv420p", lambda q: _x265_params(f"qp={q}")(q), 2, False),
         video=True,
     ),
+    # Low delay (video): medium preset with tune zerolatency (no B-frames, no look-ahead,
+    # every frame references only earlier ones), constant QP; the anchors of our P-frames.
+    "x264-ld": BaselineCodec(
+        "x264-ld",
+        "H.264 x264 medium, low delay (tune zerolatency), 4:2:0 (PyAV)",
+        _QP,
+        _pyav_codec(
+            "libx264",
+            "h264",
+            "yuv420p",
+            lambda q: {"preset": "medium", "tune": "zerolatency", "qp": str(q)},
+            2,
+            False,
+        ),
+        video=True,
+    ),
+    "x265-ld": BaselineCodec(
+        "x265-ld",
+        "HEVC x265 medium, low delay (tune zerolatency), 4:2:0 (PyAV)",
+        _QP,
+        _pyav_codec(
+            "libx265",
+            "hevc",
+            "yuv420p",
+            lambda q: {**_x265_params(f"qp={q}")(q), "tune": "zerolatency"},
+            2,
+            False,
+        ),
+        video=True,
+    ),
     "x265-444": BaselineCodec(
         "x265-444",
         "HEVC x265 medium 4:4:4 (PyAV)",

@@ -28,6 +28,38 @@ def _add_licence_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--revocation-list", help="latest revocation list, or a file holding it")
 
 
+def _add_preset_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset",
+        default="fast",
+        choices=("fast", "max"),
+        help="fast: the trained model (default); max: a decoder overfitted to each frame "
+        "(minutes per image, licence feature preset:max)",
+    )
+    g = p.add_argument_group("max preset budget (per frame)")
+    g.add_argument(
+        "--max-iterations",
+        type=_positive_int,
+        default=2000,
+        metavar="N",
+        help="training iterations (default 2000; deterministic output)",
+    )
+    g.add_argument(
+        "--max-seconds",
+        type=float,
+        metavar="S",
+        help="stop training after about S seconds (the output then depends on machine speed)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="random seed of the fit (default 0)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     enc = subparsers.add_parser("encode", help="encode an image, frame sequence or video")
     enc.add_argument("input", help="image file, directory or glob of frames, or video file")
@@ -49,6 +81,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="STEPS",
         help="encoder-side latent refinement steps (slower, smaller)",
     )
+    enc.add_argument(
+        "--intra-period",
+        type=_positive_int,
+        metavar="N",
+        help="video: an intra frame every N frames, P-frames between (fast preset; default "
+        "32 with weights that carry a P-frame prior; 1 = every frame intra)",
+    )
+    _add_preset_options(enc)
     _add_licence_options(enc)
     enc.set_defaults(handler=cmd_encode)
 
@@ -66,6 +106,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     cmp_.add_argument("--metric", default="psnr", choices=("psnr", "psnr-y", "ms-ssim"))
     cmp_.add_argument("--fps", type=Fraction)
     cmp_.add_argument("--max-frames", type=int, help="compare on the first N frames only")
+    _add_preset_options(cmp_)
     _add_licence_options(cmp_)
     cmp_.set_defaults(handler=cmd_compare)
 
@@ -92,16 +133,71 @@ def _source(args: argparse.Namespace) -> tuple[Any, Fraction]:
     return src, fps
 
 
-def _bar(total: int, desc: str) -> Any:
+def _job(args: argparse.Namespace, operation: str, width: int, height: int, fps: float) -> gate.Job:
+    """The licence job of an encode: the max preset needs `preset:max` and its own model
+    version (`overfit-v1`) in the licence."""
+    if args.preset == "max":
+        from codec_engine.overfit import MODEL_NAME
+
+        return gate.Job(operation, width, height, fps, MODEL_NAME, "max")
+    return gate.Job(operation, width, height, fps, args.model)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from codec_engine import api
+
+    return api.load_model(
+        args.model,
+        args.quality,
+        preset=args.preset,
+        max_iterations=args.max_iterations,
+        max_seconds=args.max_seconds,
+        seed=args.seed,
+    )
+
+
+class _IterationBar:
+    """tqdm bar over the training iterations of the max preset (the total may be revised
+    once a time budget has been converted into iterations)."""
+
+    def __init__(self, frames: int, iterations: int) -> None:
+        self.bar = _bar(frames * iterations, "fit", unit="it", force=True)
+        self.base = 0
+        self.last = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if done < self.last:  # a new frame starts
+            self.base += self.last
+        self.last = done
+        if self.bar.total != self.base + total:
+            self.bar.total = self.base + total
+        self.bar.n = self.base + done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _encode(model: Any, frames: Any, args: argparse.Namespace, frame_count: int, **kw: Any) -> Any:
+    if args.preset != "max":
+        return model.encode(frames, **kw)
+    bar = _IterationBar(frame_count, args.max_iterations)
+    try:
+        return model.encode(frames, iteration_progress=bar, **kw)
+    finally:
+        bar.close()
+
+
+def _bar(total: int, desc: str, unit: str = "frame", force: bool = False) -> Any:
     from tqdm import tqdm
 
     return tqdm(
         total=total,
         desc=desc,
-        unit="frame",
+        unit=unit,
         file=sys.stderr,
         leave=False,
-        disable=total <= 1 and not sys.stderr.isatty(),
+        disable=not force and total <= 1 and not sys.stderr.isatty(),
     )
 
 
@@ -114,14 +210,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     src, fps = _source(args)
     info = src.info
-    gate.check(
-        gate.Job("encode", info.width, info.height, float(fps), args.model), _credentials(args)
-    )
+    gate.check(_job(args, "encode", info.width, info.height, float(fps)), _credentials(args))
     if args.output.exists() and args.output.is_dir():
         raise CommandError(f"{args.output} is a directory")
     from codec_engine import api
 
-    model = api.load_model(args.model, args.quality)
+    model = _load(args)
     keep = args.baseline is not None
     frames: list[Any] = []
 
@@ -132,13 +226,17 @@ def cmd_encode(args: argparse.Namespace) -> int:
             yield f
 
     with _bar(info.frame_count, "encode") as bar:
-        result = model.encode(
+        result = _encode(
+            model,
             frame_iter(),
+            args,
+            info.frame_count,
             fps=fps,
             tile=args.tile,
             progress=bar.update,
             keep_reconstruction=True,
             refine_steps=args.refine,
+            **({"intra_period": args.intra_period} if args.preset == "fast" else {}),
         )
     if not keep:
         # PSNR of ours needs the originals once more; re-read them (streams stay bounded).
@@ -151,7 +249,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         f"{result.bpp:.4f} bpp",
         f"PSNR {quality.psnr:.2f} dB (Y {quality.psnr_y:.2f})",
         f"{info.frame_count} frame(s) {info.width}x{info.height}",
-        f"{result.pixels / 1e6 / max(result.seconds, 1e-9):.2f} MP/s",
+        f"{result.pixels / 1e6 / max(result.seconds, 1e-9):.3g} MP/s",
     ]
     if args.baseline:
         comparison = api.compare(
@@ -185,10 +283,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
     size = path.stat().st_size
     with path.open("rb") as fh:
         header = container.parse_header(fh.read(container.HEADER_SIZE))
-    spec = spec_by_id(header.model_id)
+    if header.preset == container.Preset.MAX:
+        from codec_engine.overfit import MODEL_NAME
+
+        model_name = MODEL_NAME
+    else:
+        model_name = spec_by_id(header.model_id).name
     gate.check(
         gate.Job(
-            "decode", header.width, header.height, header.fps, spec.name, header.preset.name.lower()
+            "decode",
+            header.width,
+            header.height,
+            header.fps,
+            model_name,
+            header.preset.name.lower(),
         ),
         _credentials(args),
     )
@@ -204,7 +312,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     print(
         f"{args.output}: {header.frame_count} frame(s) {header.width}x{header.height} "
         f"from {_fmt_bytes(size)} bytes ({bpp:.4f} bpp), "
-        f"model {spec.name} quality {header.quality}"
+        f"model {model_name} ({header.preset.name.lower()} preset) quality {header.quality}"
     )
     return 0
 
@@ -212,16 +320,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     src, fps = _source(args)
     info = src.info
-    gate.check(
-        gate.Job("encode", info.width, info.height, float(fps), args.model), _credentials(args)
-    )
+    gate.check(_job(args, "encode", info.width, info.height, float(fps)), _credentials(args))
     from tqdm import tqdm
 
     from codec_engine import api, baselines
 
     frames = list(src.frames())
-    model = api.load_model(args.model, args.quality)
-    result = model.encode(frames, fps=fps)
+    model = _load(args)
+    result = _encode(model, frames, args, len(frames), fps=fps)
     names = [n.strip() for n in args.baselines.split(",") if n.strip()]
     rows = []
     for name in tqdm(names, desc="baselines", file=sys.stderr, leave=False):
@@ -238,7 +344,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     ours = measure(frames, result.reconstruction, with_ms_ssim=False)
     print(
-        f"ours (model {args.model} q{args.quality}): {result.num_bytes:,} bytes, "
+        f"ours (model {model.name} q{args.quality}, {args.preset} preset): "
+        f"{result.num_bytes:,} bytes, "
         f"{result.bpp:.4f} bpp, PSNR {ours.psnr:.2f} dB (Y {ours.psnr_y:.2f})"
     )
     print("\n".join(rows))

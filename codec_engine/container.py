@@ -49,21 +49,24 @@ MAX_TILE = 4096
 
 
 class Preset(enum.IntEnum):
-    """Coding preset; `MAX` (per-content overfitted coding) is reserved for a later version."""
+    """Coding preset: `FAST` (the trained zoo model) or `MAX` (per-content overfitted coding,
+    `codec_engine.overfit`: one tile per frame carrying the decoder's parameters and latents)."""
 
     FAST = 0
     MAX = 1
 
 
 class FrameType(enum.IntEnum):
-    """Frame coding type; P-frames are reserved for inter coding in a later version."""
+    """Frame coding type: intra, or predicted from the previous frame (low delay)."""
 
     INTRA = 0
     PREDICTED = 1
 
 
-SUPPORTED_PRESETS = frozenset({Preset.FAST})
-SUPPORTED_FRAME_TYPES = frozenset({FrameType.INTRA})
+SUPPORTED_PRESETS = frozenset({Preset.FAST, Preset.MAX})
+#: Model ids of the overfitted architecture versions (`codec_engine.overfit.arch.MODEL_ID`).
+MAX_MODEL_IDS = frozenset({0x100})
+SUPPORTED_FRAME_TYPES = frozenset({FrameType.INTRA, FrameType.PREDICTED})
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,9 @@ def validate_header_fields(h: Header) -> None:
         raise CorruptBitstreamError(f"implausible quality {h.quality}")
     if len(h.weights_sha256) != 32:
         raise CorruptBitstreamError("weights digest must be 32 bytes")
+    if h.preset == Preset.MAX and h.tiles_per_frame() != 1:
+        # The overfitted decoder codes a frame as a whole: its one tile covers the frame.
+        raise CorruptBitstreamError("a max-preset frame must be a single tile")
 
 
 def write_stream(header: Header, frames: list[Frame]) -> bytes:
@@ -187,6 +193,11 @@ def parse_header(data: bytes) -> Header:
         raise UnsupportedBitstreamError(f"unknown preset {preset}") from None
     if preset_v not in SUPPORTED_PRESETS:
         raise UnsupportedBitstreamError(f"preset {preset_v.name.lower()} is not supported here")
+    if preset_v == Preset.MAX and model_id not in MAX_MODEL_IDS:
+        raise UnsupportedBitstreamError(
+            f"max-preset architecture {model_id} is not supported here (known: "
+            f"{', '.join(str(i) for i in sorted(MAX_MODEL_IDS))})"
+        )
     header = Header(
         model_id=model_id,
         preset=preset_v,
@@ -230,6 +241,8 @@ class StreamReader:
                 raise UnsupportedBitstreamError(
                     f"frame {i}: {ft.name.lower()} frames not supported"
                 )
+            if i == 0 and ft != FrameType.INTRA:
+                raise CorruptBitstreamError("frame 0: a stream must start with an intra frame")
             self.index.append(IndexEntry(ft, length, fcrc))
         self.payload_start = HEADER_SIZE + index_bytes
         total = self.payload_start + sum(e.length for e in self.index)
@@ -241,13 +254,29 @@ class StreamReader:
             raise CorruptBitstreamError(f"{size - total} unexpected bytes after the last frame")
 
     def frames(self) -> Iterator[Frame]:
-        self.fh.seek(self.payload_start)
+        for _, frame in self.frames_from(0):
+            yield frame
+
+    def intra_at_or_before(self, n: int) -> int:
+        """The index of the last intra frame at or before frame `n` (where decoding starts)."""
+        if not 0 <= n < len(self.index):
+            raise BitstreamError(f"frame {n} is not in this stream of {len(self.index)} frames")
+        while self.index[n].frame_type != FrameType.INTRA:
+            n -= 1
+        return n
+
+    def frames_from(self, n: int) -> Iterator[tuple[int, Frame]]:
+        """(index, frame) from the intra frame at or before frame `n` to the end; the file is
+        read from that frame's offset (the index gives every frame's length)."""
+        first = self.intra_at_or_before(n) if n else 0
+        self.fh.seek(self.payload_start + sum(e.length for e in self.index[:first]))
         tiles_n = self.header.tiles_per_frame()
-        for i, entry in enumerate(self.index):
+        for i in range(first, len(self.index)):
+            entry = self.index[i]
             payload = _read_exact(self.fh, entry.length, f"frame {i}")
             if zlib.crc32(payload) != entry.crc:
                 raise CorruptBitstreamError(f"frame {i}: checksum mismatch")
-            yield _parse_frame(payload, entry.frame_type, tiles_n, i)
+            yield i, _parse_frame(payload, entry.frame_type, tiles_n, i)
 
 
 def _parse_frame(payload: bytes, ftype: FrameType, tiles_n: int, i: int) -> Frame:

@@ -23,7 +23,8 @@ from torch import Tensor
 
 from codec_engine.entropy import coder
 from codec_engine.entropy.gaussian import quantise_mean, scale_indices
-from codec_engine.errors import DecodeMismatchError, WeightsError
+from codec_engine.errors import DecodeMismatchError, UnsupportedBitstreamError, WeightsError
+from codec_engine.models.inter import InterPrior
 from codec_engine.models.msh import ALIGN, MeanScaleHyperprior, ModelConfig
 
 
@@ -74,6 +75,16 @@ class NeuralImageCodec:
             payload["z_freqs"].numpy(),
         )
         self.meta: dict[str, Any] = dict(payload.get("meta", {}))
+        # The P-frame prior (models/inter.py), in float64 like h_s64; absent in older weights.
+        self.inter64: InterPrior | None = None
+        inter = payload.get("inter")
+        if inter is not None:
+            prior = InterPrior(config.m, int(inter["hidden"]))
+            try:
+                prior.load_state_dict({k: v.double() for k, v in inter["state_dict"].items()})
+            except RuntimeError as exc:
+                raise WeightsError(f"P-frame prior does not fit the model: {exc}") from None
+            self.inter64 = prior.double().eval()
         # oneDNN picks kernels (and so float rounding) by shape *and* thread count: every
         # transform runs under this fixed count, whatever the host process set globally.
         self.threads = threads
@@ -83,11 +94,22 @@ class NeuralImageCodec:
         return self.config.qualities
 
     # ---- shared by both sides -----------------------------------------------------------
-    def _entropy_params(self, z_hat: npt.NDArray[np.int32]) -> tuple[Tensor, Tensor, int]:
-        """(quantised mean, scale index, CRC) from integer z, identically on both sides."""
+    @property
+    def has_inter(self) -> bool:
+        return self.inter64 is not None
+
+    def _entropy_params(
+        self, z_hat: npt.NDArray[np.int32], reference: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, int]:
+        """(quantised mean, scale index, CRC) from integer z, identically on both sides; for a
+        P-frame, also from the previous decoded latent `reference` (1, M, h, w)."""
         with _threads(1), torch.no_grad():
             params = self.h_s64(torch.from_numpy(z_hat.astype(np.float64))[None])
-        mean, scale = MeanScaleHyperprior.split_params(params)
+            mean, scale = MeanScaleHyperprior.split_params(params)
+            if reference is not None:
+                if self.inter64 is None:
+                    raise UnsupportedBitstreamError("these weights carry no P-frame prior")
+                mean, scale = self.inter64(reference.double(), mean, scale)
         mean_q = quantise_mean(mean)[0]
         idx = scale_indices(scale)[0]
         mean_grid = torch.round(mean_q.double() * 64).to(torch.int32).numpy()
@@ -110,12 +132,16 @@ class NeuralImageCodec:
         return y
 
     @torch.no_grad()
-    def compress_latent(self, y: Tensor) -> tuple[TileCode, Tensor]:
-        """Code a gained latent; returns the code and the dequantised latent y_hat."""
+    def compress_latent(
+        self, y: Tensor, reference: Tensor | None = None
+    ) -> tuple[TileCode, Tensor]:
+        """Code a gained latent (as a P-frame tile when `reference`, the previous decoded
+        latent of the tile, is given); returns the code and the dequantised latent y_hat."""
         with _threads(self.threads):
-            z = self.net.h_a(y)
+            # A P-frame's side information describes what changed, not the whole picture.
+            z = self.net.h_a(y if reference is None else y - reference)
         z_int = self.tables.clamp_z(torch.round(z[0]).to(torch.int32).numpy())
-        mean_q, idx, crc = self._entropy_params(z_int)
+        mean_q, idx, crc = self._entropy_params(z_int, reference)
         sym = torch.round(y[0].double() - mean_q.double()).clamp(-coder.Y_RADIUS, coder.Y_RADIUS)
         sym_np = sym.to(torch.int32).numpy()
         data = coder.encode(self.tables, z_int, sym_np, idx.to(torch.int32).numpy())
@@ -139,20 +165,27 @@ class NeuralImageCodec:
     @torch.no_grad()
     def decompress(self, code: TileCode, quality: int, shape: tuple[int, int]) -> Tensor:
         """Contract: code + padded tile shape (H, W) -> RGB tile in [0, 1] (1x3xHxW)."""
+        return self.synthesise(self.decode_latent(code, shape), quality)
+
+    @torch.no_grad()
+    def decode_latent(
+        self, code: TileCode, shape: tuple[int, int], reference: Tensor | None = None
+    ) -> Tensor:
+        """The dequantised latent y_hat of a tile of padded shape (H, W); a P-frame tile needs
+        the previous decoded latent of the tile as `reference`."""
         h, w = shape
         if h % ALIGN or w % ALIGN:
             raise ValueError("tile shape must be a multiple of 64")
         dec = coder.LatentDecoder(self.tables, code.data)
         z_int = dec.decode_z(self.config.n, h // ALIGN, w // ALIGN)
-        mean_q, idx, crc = self._entropy_params(z_int)
+        mean_q, idx, crc = self._entropy_params(z_int, reference)
         if crc != code.params_crc:
             raise DecodeMismatchError(
-                "the decoder's entropy parameters differ from the encoder's "
-                "(corrupted tile or an incompatible platform)"
+                "the decoder's entropy parameters differ from the encoder's (a corrupted "
+                "tile, a lost or damaged reference frame, or an incompatible platform)"
             )
         sym = dec.decode_y(idx.to(torch.int32).numpy())
-        y_hat = (torch.from_numpy(sym).float() + mean_q)[None]
-        return self.synthesise(y_hat, quality)
+        return (torch.from_numpy(sym).float() + mean_q)[None]
 
 
 def _check_aligned(x: Tensor) -> None:

@@ -12,6 +12,7 @@ import torch
 
 from codec_engine.entropy import gaussian
 from codec_engine.entropy.coder import Y_RADIUS, gaussian_tables
+from codec_engine.models.inter import InterPrior
 from codec_engine.models.msh import LAMBDAS, MeanScaleHyperprior
 from codec_engine.zoo.registry import HASH_PREFIX_LEN, WEIGHTS_DIR, model_spec
 
@@ -25,6 +26,7 @@ def export_weights(
     directory: Path | None = None,
     meta: dict[str, Any] | None = None,
     keep_old: bool = False,
+    inter: InterPrior | None = None,
 ) -> Path:
     """Write `<name>-<sha16>.pt` atomically; delete superseded files of `name` unless `keep_old`.
 
@@ -56,6 +58,13 @@ def export_weights(
         },
         "meta": dict(meta or {}),
     }
+    if inter is not None:  # the P-frame prior (codec_engine.models.inter)
+        payload["inter"] = {
+            "hidden": inter.hidden,
+            "state_dict": {
+                k: v.detach().to("cpu", torch.float16) for k, v in inter.state_dict().items()
+            },
+        }
     buf = io.BytesIO()
     torch.save(payload, buf)
     data = buf.getvalue()

@@ -12,7 +12,18 @@ from django.utils import timezone
 
 # The codec engine's baselines and metrics, restated here because the web process must not
 # import codec_engine (it would load torch). tests/jobs check that both lists still match.
-BASELINE_CODECS = ("jpeg", "webp", "avif", "x264", "x265", "x265-444", "svtav1", "vvc")
+BASELINE_CODECS = (
+    "jpeg",
+    "webp",
+    "avif",
+    "x264",
+    "x264-ld",
+    "x265",
+    "x265-ld",
+    "x265-444",
+    "svtav1",
+    "vvc",
+)
 BASELINE_METRICS = ("psnr", "psnr-y", "ms-ssim")
 MODEL_VERSIONS = ("msh-v1",)
 DEFAULT_MODEL_VERSION = "msh-v1"

@@ -91,8 +91,9 @@ def _resealed(data: bytes, offset: int, value: bytes) -> bytes:
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body))) + data[container.HEADER_SIZE :]
 
 
-def test_future_preset_and_version_are_unsupported() -> None:
+def test_unknown_version_and_mismatched_preset_are_unsupported() -> None:
     data = _stream()
+    # A max-preset header must name an overfitted architecture, not the fast model's id.
     with pytest.raises(UnsupportedBitstreamError):
         container.read_stream(_resealed(data, 10, bytes([int(Preset.MAX)])))
     with pytest.raises(UnsupportedBitstreamError):
@@ -106,11 +107,24 @@ def test_huge_claimed_frame_count_is_refused_before_allocation() -> None:
         container.read_stream(claims)
 
 
-def test_p_frames_are_reserved() -> None:
+def test_a_stream_starting_with_a_p_frame_is_refused() -> None:
+    h = _header(frame_count=2)
+    intra = _frames(h)[0]
+    predicted = Frame(FrameType.PREDICTED, intra.tiles)
+    _, frames = container.read_stream(container.write_stream(h, [intra, predicted]))
+    assert [f.frame_type for f in frames] == [FrameType.INTRA, FrameType.PREDICTED]
+    with pytest.raises(CorruptBitstreamError, match="start with an intra frame"):
+        container.read_stream(container.write_stream(h, [predicted, intra]))
+
+
+def test_an_unknown_frame_type_is_refused() -> None:
     h = _header(frame_count=1)
-    frame = Frame(FrameType.PREDICTED, _frames(h)[0].tiles)
-    with pytest.raises(UnsupportedBitstreamError):
-        container.read_stream(container.write_stream(h, [frame]))
+    data = bytearray(container.write_stream(h, _frames(h)))
+    data[container.HEADER_SIZE] = 7  # frame 0's type, then fix the index CRC
+    n = container.HEADER_SIZE + 12
+    data[n : n + 4] = zlib.crc32(bytes(data[container.HEADER_SIZE : n])).to_bytes(4, "little")
+    with pytest.raises(UnsupportedBitstreamError, match="unknown frame type 7"):
+        container.read_stream(bytes(data))
 
 
 def test_light_modules_do_not_import_torch() -> None:

@@ -1,0 +1,223 @@
+"""The max preset (overfitted per-image coding): determinism across processes, refusals, the
+licence gate, and rate-distortion sanity. Tiny images and iteration budgets keep it fast."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import licensing
+from codec_engine import api, container
+from codec_engine.errors import (
+    BitstreamError,
+    CorruptBitstreamError,
+    DecodeMismatchError,
+    LicenceError,
+    TruncatedBitstreamError,
+    WeightsMismatchError,
+)
+from codec_engine.metrics import psnr
+from codec_engine.overfit import MODEL_ID, MODEL_NAME, arch_digest
+from codec_engine.overfit.codec import decode_payload
+from tests.codec_engine import test_gate
+from tests.codec_engine.conftest import save_png
+
+ITERS = 30
+
+ENCODE_SCRIPT = """
+import sys, numpy as np
+from codec_engine import api
+img = np.load(sys.argv[1])
+res = api.load_model(quality=5, preset="max", max_iterations=int(sys.argv[3])).encode_image(img)
+open(sys.argv[2], "wb").write(res.data)
+np.save(sys.argv[2] + ".npy", res.reconstruction[0])
+"""
+
+DECODE_SCRIPT = """
+import sys, numpy as np
+from codec_engine import api
+np.save(sys.argv[2], api.decode(open(sys.argv[1], "rb").read()).frames[0])
+"""
+
+
+def _run(script: str, *args: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=root,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> object:
+    # One thread: fast on a shared CI machine (2 threads thrash when the cores are busy);
+    # the subprocesses inherit it, and encoder and decoder must use the same count.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CODEC_ENGINE_THREADS", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def image(small_image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(small_image[16:80, 24:88])  # 64x64
+
+
+@pytest.fixture(scope="module")
+def coded(image: np.ndarray) -> api.EncodeResult:
+    model = api.load_model(quality=4, preset="max", max_iterations=ITERS)
+    return model.encode_image(image)
+
+
+def test_header_records_the_architecture(coded: api.EncodeResult) -> None:
+    h = container.peek_header(coded.data)
+    assert (h.preset, h.model_id, h.quality) == (container.Preset.MAX, MODEL_ID, 4)
+    assert h.weights_sha256 == arch_digest()
+    assert (h.width, h.height, h.tiles_per_frame()) == (64, 64, 1)
+
+
+def test_round_trip_across_processes_is_bit_exact(tmp_path: Path, image: np.ndarray) -> None:
+    np.save(tmp_path / "in.npy", image)
+    a, b = tmp_path / "a.nce", tmp_path / "b.nce"
+    _run(ENCODE_SCRIPT, str(tmp_path / "in.npy"), str(a), "12")
+    _run(ENCODE_SCRIPT, str(tmp_path / "in.npy"), str(b), "12")
+    assert a.read_bytes() == b.read_bytes(), "same input and seed must give the same bytes"
+    _run(DECODE_SCRIPT, str(a), str(tmp_path / "out.npy"))
+    decoded = np.load(tmp_path / "out.npy")
+    assert np.array_equal(decoded, np.load(str(a) + ".npy"))
+    assert np.array_equal(decoded, api.decode(a.read_bytes()).frames[0])
+
+
+def test_decode_matches_the_encoder_reconstruction(
+    coded: api.EncodeResult, image: np.ndarray
+) -> None:
+    decoded = api.decode(coded.data).frames[0]
+    assert np.array_equal(decoded, coded.reconstruction[0])
+    assert psnr(image, decoded) > 18.0
+
+
+def test_corrupted_and_truncated_streams_are_refused(coded: api.EncodeResult) -> None:
+    data = bytearray(coded.data)
+    data[-5] ^= 0x01
+    with pytest.raises(CorruptBitstreamError):
+        api.decode(bytes(data))
+    with pytest.raises(TruncatedBitstreamError):
+        api.decode(coded.data[:-9])
+
+
+def _with_tile(coded: api.EncodeResult, data: bytes, crc: int) -> bytes:
+    header, frames = container.read_stream(coded.data)
+    record = container.TileRecord(data, crc)
+    return container.write_stream(header, [container.Frame(frames[0].frame_type, (record,))])
+
+
+def test_damaged_payload_behind_valid_checksums_is_refused(coded: api.EncodeResult) -> None:
+    # Frame CRC recomputed: only the max decoder's own checks can catch these.
+    _, frames = container.read_stream(coded.data)
+    tile = frames[0].tiles[0]
+    rng = np.random.default_rng(0)
+    damaged = [tile.data[:-4], tile.data[:-1], tile.data[:3], b"", tile.data + bytes(4)]
+    for pos in rng.integers(0, len(tile.data), size=12):
+        flipped = bytearray(tile.data)
+        flipped[int(pos)] ^= 1 << int(rng.integers(0, 8))
+        damaged.append(bytes(flipped))
+    for data in damaged:
+        with pytest.raises(BitstreamError):
+            api.decode(_with_tile(coded, data, tile.params_crc))
+    with pytest.raises(DecodeMismatchError):
+        api.decode(_with_tile(coded, tile.data, tile.params_crc ^ 1))
+
+
+def test_claimed_parameter_length_is_bounded_by_the_data() -> None:
+    with pytest.raises(CorruptBitstreamError):
+        decode_payload(struct.pack("<BBH", 1, 0, 0xFFFF) + bytes(8), 0, 64, 64, 1)
+
+
+def test_other_architecture_digest_is_refused(coded: api.EncodeResult) -> None:
+    body = bytearray(coded.data[: container.HEADER_SIZE - 4])
+    body[12] ^= 0xFF  # first byte of the architecture digest
+    resealed = bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+    with pytest.raises(WeightsMismatchError):
+        api.decode(resealed + coded.data[container.HEADER_SIZE :])
+
+
+def test_higher_quality_costs_more_bytes_and_gives_higher_psnr(image: np.ndarray) -> None:
+    low = api.load_model(quality=1, preset="max", max_iterations=80).encode_image(image)
+    high = api.load_model(quality=7, preset="max", max_iterations=80).encode_image(image)
+    assert high.num_bytes > low.num_bytes
+    assert psnr(image, high.reconstruction[0]) > psnr(image, low.reconstruction[0]) + 1.0
+
+
+def test_time_budget_stops_the_fit(image: np.ndarray) -> None:
+    seen: list[tuple[int, int]] = []
+    model = api.load_model(quality=4, preset="max", max_iterations=100_000, max_seconds=4.0)
+    assert isinstance(model, api.MaxModel)
+    res = model.encode([image], iteration_progress=lambda d, t: seen.append((d, t)))
+    assert seen and seen[-1][0] == seen[-1][1] < 100_000
+    assert np.array_equal(api.decode(res.data).frames[0], res.reconstruction[0])
+
+
+# ---- licence gate ----------------------------------------------------------------------------
+def _max_key(features: tuple[str, ...]) -> str:
+    ent = replace(test_gate.FULL, features=features, model_versions=("msh-v1", MODEL_NAME))
+    return test_gate._key(entitlements=ent)
+
+
+@pytest.fixture()
+def env(gate_env: dict[str, Path], image: np.ndarray) -> dict[str, Path]:
+    save_png(gate_env["image"], image)
+    return gate_env
+
+
+gate_env = test_gate.env  # the gate tests' keyring and work folder, reused
+
+
+def test_gate_refuses_max_without_the_entitlement(
+    env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_model(*a: object, **k: object) -> None:
+        raise AssertionError("a model was loaded before the licence check")
+
+    monkeypatch.setattr(api, "load_model", no_model)
+    key = _max_key(("encode", "decode"))
+    with pytest.raises(LicenceError) as err:
+        test_gate._encode(env, "--licence-key", key, "--preset", "max", "--max-iterations", "5")
+    assert err.value.code == licensing.Code.ENTITLEMENT_MISSING.value
+    assert list(env["work"].iterdir()) == [], "a refused job wrote something"
+
+
+def test_gate_admits_max_with_the_entitlement_and_refuses_its_decode_without(
+    env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = _max_key(("encode", "decode", "preset:max"))
+    args = ("--licence-key", full, "--preset", "max", "--max-iterations", "5")
+    assert test_gate._encode(env, *args) == 0
+    assert "bpp" in capsys.readouterr().out
+    assert container.peek_header(env["out"].read_bytes()).preset == container.Preset.MAX
+    target = env["work"] / "decoded.png"
+
+    def decode(key: str) -> int:
+        parsed = test_gate._parse(
+            [
+                *("decode", str(env["out"]), str(target)),
+                *("--keyring", str(env["keyring"]), "--licence-key", key),
+            ]
+        )
+        return int(parsed.handler(parsed))
+
+    with pytest.raises(LicenceError) as err:
+        decode(_max_key(("encode", "decode")))
+    assert err.value.code == licensing.Code.ENTITLEMENT_MISSING.value
+    assert not target.exists()
+    assert decode(full) == 0
+    assert target.exists()

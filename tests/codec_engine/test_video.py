@@ -1,0 +1,135 @@
+"""P-frames (inter coding) of the fast preset: cross-process decode, seeking, lost frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codec_engine import api, container
+from codec_engine.container import FrameType
+from codec_engine.errors import BitstreamError, CommandError, DecodeMismatchError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+ENCODE_SCRIPT = """
+import sys, numpy as np
+from codec_engine import api
+frames = list(np.load(sys.argv[1]))
+res = api.load_model("msh-v1", 4).encode(frames, tile=64, intra_period=4)
+open(sys.argv[2], "wb").write(res.data)
+np.save(sys.argv[3], np.stack(res.reconstruction))
+"""
+
+DECODE_SCRIPT = """
+import sys, numpy as np
+from codec_engine import api
+np.save(sys.argv[2], np.stack(api.decode(open(sys.argv[1], "rb").read()).frames))
+"""
+
+
+def _run(script: str, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+@pytest.fixture(scope="module")
+def clip() -> list[np.ndarray]:
+    """Six 96x128 frames of a slow pan with a still background band (a small video)."""
+    import skimage.data
+
+    img = skimage.data.coffee()
+    return [np.ascontiguousarray(img[150:246, 200 + 2 * i : 328 + 2 * i]) for i in range(6)]
+
+
+def _types(data: bytes) -> list[FrameType]:
+    return [f.frame_type for f in container.read_stream(data)[1]]
+
+
+def _rewrite(data: bytes, keep: list[int]) -> bytes:
+    """The same stream with only the frames `keep` (a frame lost in transport, re-muxed)."""
+    header, frames = container.read_stream(data)
+    header = dataclasses.replace(header, frame_count=len(keep))
+    return container.write_stream(header, [frames[i] for i in keep])
+
+
+def test_p_frames_decode_identically_in_another_process(
+    clip: list[np.ndarray], tmp_path: Path
+) -> None:
+    np.save(tmp_path / "clip.npy", np.stack(clip))
+    _run(ENCODE_SCRIPT, str(tmp_path / "clip.npy"), str(tmp_path / "a.nce"), str(tmp_path / "r"))
+    data = (tmp_path / "a.nce").read_bytes()
+    assert _types(data) == [
+        FrameType.INTRA,
+        *[FrameType.PREDICTED] * 3,
+        FrameType.INTRA,
+        FrameType.PREDICTED,
+    ]
+    _run(DECODE_SCRIPT, str(tmp_path / "a.nce"), str(tmp_path / "d.npy"))
+    decoded = np.load(tmp_path / "d.npy")
+    encoder_view = np.load(tmp_path / "r.npy")
+    assert np.array_equal(decoded, encoder_view), "decoder drifted from the encoder"
+    # ...and the same bytes as this process makes.
+    here = api.load_model("msh-v1", 4).encode(clip, tile=64, intra_period=4)
+    assert here.data == data
+
+
+def test_p_frames_cost_less_than_intra_on_a_still_scene(clip: list[np.ndarray]) -> None:
+    model = api.load_model("msh-v1", 4)
+    still = [clip[0]] * 4
+    inter = model.encode(still, intra_period=4)
+    intra = model.encode(still, intra_period=1)
+    _, frames = container.read_stream(inter.data)
+    sizes = [sum(len(t.data) for t in f.tiles) for f in frames]
+    assert max(sizes[1:]) < sizes[0] / 4, sizes
+    assert inter.num_bytes < intra.num_bytes * 0.6
+    decoded = api.decode(inter.data).frames
+    assert all(np.array_equal(d, r) for d, r in zip(decoded, inter.reconstruction, strict=True))
+
+
+def test_seeking_starts_at_the_previous_intra_frame(clip: list[np.ndarray]) -> None:
+    res = api.load_model("msh-v1", 4).encode(clip, intra_period=4)
+    full = api.decode(res.data).frames
+    for start in (0, 2, 4, 5):
+        part = [f for _, f in api.decode_stream(io.BytesIO(res.data), len(res.data), start=start)]
+        assert len(part) == len(clip) - start
+        assert all(np.array_equal(a, b) for a, b in zip(part, full[start:], strict=True))
+    reader = container.StreamReader(io.BytesIO(res.data), len(res.data))
+    assert [reader.intra_at_or_before(n) for n in range(6)] == [0, 0, 0, 0, 4, 4]
+    with pytest.raises(BitstreamError, match="not in this stream"):
+        list(api.decode_stream(io.BytesIO(res.data), len(res.data), start=6))
+
+
+def test_a_lost_frame_is_reported_not_decoded_to_garbage(clip: list[np.ndarray]) -> None:
+    res = api.load_model("msh-v1", 4).encode(clip, intra_period=4)
+    damaged = _rewrite(res.data, [0, 1, 3, 4, 5])  # frame 2 lost; 3 now follows 1
+    frames = api.decode_stream(io.BytesIO(damaged), len(damaged))
+    next(frames), next(frames)  # the intra frame and the first P-frame are intact
+    with pytest.raises(DecodeMismatchError, match="P-frame 2"):
+        next(frames)
+    # Decoding from the next intra frame on still works.
+    tail = list(api.decode_stream(io.BytesIO(damaged), len(damaged), start=3))
+    assert np.array_equal(tail[0][1], api.decode(res.data).frames[4])
+
+
+def test_a_stream_must_start_with_an_intra_frame(clip: list[np.ndarray]) -> None:
+    res = api.load_model("msh-v1", 4).encode(clip[:3], intra_period=4)
+    damaged = _rewrite(res.data, [1, 2])
+    with pytest.raises(BitstreamError, match="start with an intra frame"):
+        api.decode(damaged)
+
+
+def test_bad_intra_period_is_refused(clip: list[np.ndarray]) -> None:
+    with pytest.raises(CommandError, match="intra period"):
+        api.load_model("msh-v1", 4).encode(clip, intra_period=0)
