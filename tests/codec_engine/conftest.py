@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +46,16 @@ def model_q4():  # type: ignore[no-untyped-def]
 def save_png(path: Path, frame: Frame) -> Path:
     Image.fromarray(frame).save(path)
     return path
+
+
+def run_script(script: str, *args: str) -> None:
+    """Run `python -c script args...` in a fresh process at the repository root (the other
+    side of a cross-process determinism check)."""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=root,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )

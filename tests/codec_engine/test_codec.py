@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
-import subprocess
-import sys
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +19,7 @@ from codec_engine.errors import (
     WeightsMismatchError,
 )
 from codec_engine.metrics import psnr
+from tests.codec_engine.conftest import run_script
 
 DECODE_SCRIPT = """
 import sys, numpy as np
@@ -38,17 +36,6 @@ frames = list(np.load(sys.argv[1]))
 res = api.load_model("msh-v1", int(sys.argv[3])).encode(frames, tile=64)
 open(sys.argv[2], "wb").write(res.data)
 """
-
-
-def _run(script: str, *args: str) -> None:
-    root = Path(__file__).resolve().parents[2]
-    subprocess.run(
-        [sys.executable, "-c", script, *args],
-        cwd=root,
-        check=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
 
 
 def test_same_input_same_bytes(model_q4: api.Model, small_image: np.ndarray) -> None:
@@ -74,11 +61,11 @@ def test_decode_in_another_process_gives_identical_pixels(
 def _cross_process(model_q4: api.Model, tiny_frames: list[np.ndarray], tmp_path: Path) -> None:
     # Encoder and decoder in separate fresh processes, multi-tile frames (tile 64).
     np.save(tmp_path / "frames.npy", np.stack(tiny_frames))
-    _run(ENCODE_SCRIPT, str(tmp_path / "frames.npy"), str(tmp_path / "a.nce"), "4")
+    run_script(ENCODE_SCRIPT, str(tmp_path / "frames.npy"), str(tmp_path / "a.nce"), "4")
     data = (tmp_path / "a.nce").read_bytes()
     here = model_q4.encode(tiny_frames, tile=64)
     assert data == here.data, "another process encoded other bytes"
-    _run(DECODE_SCRIPT, str(tmp_path / "a.nce"), str(tmp_path / "dec.npy"))
+    run_script(DECODE_SCRIPT, str(tmp_path / "a.nce"), str(tmp_path / "dec.npy"))
     decoded = np.load(tmp_path / "dec.npy")
     assert decoded.shape == (3, 64, 80, 3)
     for frame, rec in zip(decoded, here.reconstruction, strict=True):

@@ -3,10 +3,7 @@ licence gate, and rate-distortion sanity. Tiny images and iteration budgets keep
 
 from __future__ import annotations
 
-import os
 import struct
-import subprocess
-import sys
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +25,7 @@ from codec_engine.metrics import psnr
 from codec_engine.overfit import MODEL_ID, MODEL_NAME, arch_digest
 from codec_engine.overfit.codec import decode_payload
 from tests.codec_engine import test_gate
-from tests.codec_engine.conftest import save_png
+from tests.codec_engine.conftest import run_script, save_png
 
 ITERS = 30
 
@@ -46,17 +43,6 @@ import sys, numpy as np
 from codec_engine import api
 np.save(sys.argv[2], api.decode(open(sys.argv[1], "rb").read()).frames[0])
 """
-
-
-def _run(script: str, *args: str) -> None:
-    root = Path(__file__).resolve().parents[2]
-    subprocess.run(
-        [sys.executable, "-c", script, *args],
-        cwd=root,
-        check=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -89,10 +75,10 @@ def test_header_records_the_architecture(coded: api.EncodeResult) -> None:
 def test_round_trip_across_processes_is_bit_exact(tmp_path: Path, image: np.ndarray) -> None:
     np.save(tmp_path / "in.npy", image)
     a, b = tmp_path / "a.nce", tmp_path / "b.nce"
-    _run(ENCODE_SCRIPT, str(tmp_path / "in.npy"), str(a), "12")
-    _run(ENCODE_SCRIPT, str(tmp_path / "in.npy"), str(b), "12")
+    run_script(ENCODE_SCRIPT, str(tmp_path / "in.npy"), str(a), "12")
+    run_script(ENCODE_SCRIPT, str(tmp_path / "in.npy"), str(b), "12")
     assert a.read_bytes() == b.read_bytes(), "same input and seed must give the same bytes"
-    _run(DECODE_SCRIPT, str(a), str(tmp_path / "out.npy"))
+    run_script(DECODE_SCRIPT, str(a), str(tmp_path / "out.npy"))
     decoded = np.load(tmp_path / "out.npy")
     assert np.array_equal(decoded, np.load(str(a) + ".npy"))
     assert np.array_equal(decoded, api.decode(a.read_bytes()).frames[0])

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import pytest
 from codec_engine import api, container
 from codec_engine.container import FrameType
 from codec_engine.errors import BitstreamError, CommandError, DecodeMismatchError
+from tests.codec_engine.conftest import run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,16 +30,6 @@ import sys, numpy as np
 from codec_engine import api
 np.save(sys.argv[2], np.stack(api.decode(open(sys.argv[1], "rb").read()).frames))
 """
-
-
-def _run(script: str, *args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-c", script, *args],
-        cwd=ROOT,
-        check=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +56,9 @@ def test_p_frames_decode_identically_in_another_process(
     clip: list[np.ndarray], tmp_path: Path
 ) -> None:
     np.save(tmp_path / "clip.npy", np.stack(clip))
-    _run(ENCODE_SCRIPT, str(tmp_path / "clip.npy"), str(tmp_path / "a.nce"), str(tmp_path / "r"))
+    run_script(
+        ENCODE_SCRIPT, str(tmp_path / "clip.npy"), str(tmp_path / "a.nce"), str(tmp_path / "r")
+    )
     data = (tmp_path / "a.nce").read_bytes()
     assert _types(data) == [
         FrameType.INTRA,
@@ -76,7 +66,7 @@ def test_p_frames_decode_identically_in_another_process(
         FrameType.INTRA,
         FrameType.PREDICTED,
     ]
-    _run(DECODE_SCRIPT, str(tmp_path / "a.nce"), str(tmp_path / "d.npy"))
+    run_script(DECODE_SCRIPT, str(tmp_path / "a.nce"), str(tmp_path / "d.npy"))
     decoded = np.load(tmp_path / "d.npy")
     encoder_view = np.load(tmp_path / "r.npy")
     assert np.array_equal(decoded, encoder_view), "decoder drifted from the encoder"
