@@ -6,7 +6,7 @@
 2. starts real workers: `celery -A controlplane worker -Q encode --concurrency 1 -P prefork`
    (one process each, as on separate machines), warmed up so each child has loaded the model;
 3. latency: jobs submitted one at a time through `jobs.services.encode_job_submit` (the API's
-   path: row committed, then `delay_on_commit`), each waited for; queue-to-start is the job's
+   path: row committed, then `dispatch_on_commit`), each waited for; queue-to-start is the job's
    `started_at` (set by the worker's claim) minus its `queued_at` (set just before commit);
 4. throughput: a burst of jobs submitted at once; jobs/s = jobs / (last finish - first queued).
 

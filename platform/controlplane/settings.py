@@ -267,13 +267,17 @@ JOBS_LEASE_S = env_int("JOBS_LEASE_S", 60)
 JOBS_MAX_ATTEMPTS = env_int("JOBS_MAX_ATTEMPTS", 3)
 JOBS_MAX_RETRIES = env_int("JOBS_MAX_RETRIES", 4)
 JOBS_QUEUE_TIMEOUT_S = env_int("JOBS_QUEUE_TIMEOUT_S", 24 * 3600)
+# A queued job whose message may be lost (broker crash without persistence, a web process
+# that died between commit and publish) is sent again after this long; duplicates are
+# harmless (the claim), so this only bounds how long such a job can wait.
+JOBS_REDISPATCH_AFTER_S = env_int("JOBS_REDISPATCH_AFTER_S", 600)
 if not 0 < JOBS_SOFT_TIME_LIMIT_S < JOBS_TIME_LIMIT_S:
     raise ImproperlyConfigured(
         "JOBS_SOFT_TIME_LIMIT_S must be positive and below JOBS_TIME_LIMIT_S"
     )
 CELERY_TASK_ROUTES = {"jobs.run_encode_job": {"queue": "encode"}}
-# Publishing rides out a broker restart (about 15 s of retries) instead of failing the request
-# after the job row committed; past that the API answers 503 (core/errors.py).
+# Publishing rides out a broker restart (about 15 s of retries); past that the job stays
+# accepted and queued, and the sweeper sends it once the broker is back (jobs/services.py).
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": env_int("CELERY_PUBLISH_MAX_RETRIES", 12),
     "interval_start": 0,

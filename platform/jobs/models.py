@@ -87,6 +87,9 @@ class EncodeJob(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     queued_at = models.DateTimeField(default=timezone.now)
+    # When the job was last handed to the broker; null while no message got through (the
+    # broker was unreachable at submit time). The sweeper sends again what is null or old.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -103,9 +103,9 @@ def encode_job_submit(
     """Check the upload against the limits, store it, create a queued job and dispatch it.
 
     Side effects: one file in storage, the job row and an audit row (one transaction), and
-    after commit one message on the "encode" queue (`delay_on_commit`: a worker never sees an
-    uncommitted job). Refusals (4xx codes) leave nothing behind. Not idempotent: every call
-    is a new job.
+    after commit one message on the "encode" queue (`dispatch_on_commit`: a worker never sees
+    an uncommitted job; a broker outage leaves the job queued for the sweeper to send).
+    Refusals (4xx codes) leave nothing behind. Not idempotent: every call is a new job.
     """
     if not QUALITY_MIN <= quality <= QUALITY_MAX:
         raise DomainError(f"quality must be {QUALITY_MIN}..{QUALITY_MAX}.", code="VALIDATION_ERROR")
@@ -136,11 +136,9 @@ def encode_job_submit(
     )
     stored = default_storage.save(job_file_path(job, f"input{probed.suffix}"), upload)
     try:
-        from jobs.tasks import run_encode_job
-
         with transaction.atomic():
             job.input_file.name = stored
-            job.queued_at = timezone.now()
+            job.queued_at = job.dispatched_at = timezone.now()
             job.save(force_insert=True)
             _audit(
                 actor,
@@ -156,7 +154,7 @@ def encode_job_submit(
                 baseline=f"{baseline}/{baseline_metric}",
                 licence=str(licence.pk),
             )
-            run_encode_job.delay_on_commit(str(job.pk))
+            dispatch_on_commit(job.pk)
     except BaseException:
         default_storage.delete(stored)
         raise
@@ -414,6 +412,35 @@ class SweepReport:
     requeued: int = 0
     worker_lost: int = 0
     queue_expired: int = 0
+    redispatched: int = 0
+
+
+def dispatch_on_commit(job_id: uuid.UUID) -> None:
+    """Hand the job to the broker once the current transaction commits (a worker never sees
+    an uncommitted job)."""
+    transaction.on_commit(lambda: encode_job_dispatch(job_id))
+
+
+def encode_job_dispatch(job_id: uuid.UUID) -> bool:
+    """Publish one message for the job; False when the broker stayed unreachable through the
+    publish retries. The job row is the source of truth (an outbox): the submission stays
+    accepted and queued, with `dispatched_at` cleared, and the sweeper sends it again."""
+    from kombu.exceptions import OperationalError as BrokerUnreachable
+
+    from jobs.tasks import run_encode_job
+
+    try:
+        run_encode_job.delay(str(job_id))
+    except (BrokerUnreachable, OSError) as exc:
+        EncodeJob.objects.filter(pk=job_id, state=State.QUEUED).update(dispatched_at=None)
+        logger.warning(
+            "encode job %s stays queued: the broker is unreachable (%s); the sweeper will "
+            "dispatch it",
+            job_id,
+            type(exc).__name__,
+        )
+        return False
+    return True
 
 
 def encode_jobs_sweep(*, now: dt.datetime | None = None) -> SweepReport:
@@ -422,14 +449,14 @@ def encode_jobs_sweep(*, now: dt.datetime | None = None) -> SweepReport:
     - running past its hard time limit (plus one lease) → failed JOB_TIMEOUT;
     - running whose lease lapsed (its worker died) → queued again and re-dispatched, or failed
       WORKER_LOST after JOBS_MAX_ATTEMPTS attempts;
+    - queued without a message that got through to the broker, or last sent more than
+      JOBS_REDISPATCH_AFTER_S ago → sent again (the job row is the outbox);
     - queued for longer than JOBS_QUEUE_TIMEOUT_S (no worker consumes "encode") → failed
       QUEUE_TIMEOUT.
     Each change is conditional on the state seen, so it is safe next to live workers and
     other sweepers; a re-dispatched job that is also redelivered by the broker runs once
     (the claim). Writes one audit row per job changed.
     """
-    from jobs.tasks import run_encode_job
-
     now = now or timezone.now()
     report = SweepReport()
     hard_limit = dt.timedelta(seconds=settings.JOBS_TIME_LIMIT_S + settings.JOBS_LEASE_S)
@@ -457,7 +484,7 @@ def encode_jobs_sweep(*, now: dt.datetime | None = None) -> SweepReport:
         with transaction.atomic():
             if EncodeJob.objects.filter(
                 pk=job.pk, state=State.RUNNING, attempt_id=job.attempt_id
-            ).update(state=State.QUEUED, attempt_id=None, lease_expires_at=None):
+            ).update(state=State.QUEUED, attempt_id=None, lease_expires_at=None, dispatched_at=now):
                 _audit(
                     SWEEPER_ACTOR,
                     job,
@@ -465,7 +492,7 @@ def encode_jobs_sweep(*, now: dt.datetime | None = None) -> SweepReport:
                     "encode_job.requeue",
                     reason="lease expired",
                 )
-                run_encode_job.delay_on_commit(str(job.pk))
+                dispatch_on_commit(job.pk)
                 report.requeued += 1
     queue_limit = dt.timedelta(seconds=settings.JOBS_QUEUE_TIMEOUT_S)
     for job in EncodeJob.objects.filter(state=State.QUEUED, queued_at__lt=now - queue_limit):
@@ -480,6 +507,29 @@ def encode_jobs_sweep(*, now: dt.datetime | None = None) -> SweepReport:
             ):
                 _audit(SWEEPER_ACTOR, job, job.customer_id, "encode_job.fail", code="QUEUE_TIMEOUT")
                 report.queue_expired += 1
-    if report.timed_out or report.requeued or report.worker_lost or report.queue_expired:
+    resend_before = now - dt.timedelta(seconds=settings.JOBS_REDISPATCH_AFTER_S)
+    for job in EncodeJob.objects.filter(state=State.QUEUED).filter(
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=resend_before)
+    ):
+        # Claim the re-send (another sweeper may be here too), then publish outside any
+        # transaction; a failed publish clears dispatched_at again for the next sweep.
+        if EncodeJob.objects.filter(
+            pk=job.pk, state=State.QUEUED, dispatched_at=job.dispatched_at
+        ).update(dispatched_at=now) and encode_job_dispatch(job.pk):
+            _audit(
+                SWEEPER_ACTOR,
+                job,
+                job.customer_id,
+                "encode_job.dispatch",
+                reason="never dispatched" if job.dispatched_at is None else "message may be lost",
+            )
+            report.redispatched += 1
+    if (
+        report.timed_out
+        or report.requeued
+        or report.worker_lost
+        or report.queue_expired
+        or report.redispatched
+    ):
         logger.warning("encode job sweep: %s", report)
     return report

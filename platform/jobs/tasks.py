@@ -511,6 +511,7 @@ def sweep_stuck_jobs() -> dict[str, int]:
     return {
         "timed_out": report.timed_out,
         "requeued": report.requeued,
+        "redispatched": report.redispatched,
         "worker_lost": report.worker_lost,
         "queue_expired": report.queue_expired,
     }

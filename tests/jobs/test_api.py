@@ -229,7 +229,7 @@ def test_another_customers_job_is_a_404_everywhere(
 def undispatched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Keeps submitted jobs queued: records the dispatches instead of running them."""
     sent: list[str] = []
-    monkeypatch.setattr(tasks.run_encode_job, "delay_on_commit", lambda job_id: sent.append(job_id))
+    monkeypatch.setattr(services, "dispatch_on_commit", lambda job_id: sent.append(str(job_id)))
     return sent
 
 
@@ -505,9 +505,25 @@ def test_sweeper_settles_stuck_jobs(
     assert tasks.sweep_stuck_jobs.apply().get() == {
         "timed_out": 0,
         "requeued": 0,
+        "redispatched": 0,
         "worker_lost": 0,
         "queue_expired": 0,
     }
+
+
+def test_sweeper_sends_again_a_job_whose_message_may_be_lost(
+    acme_caller: Caller, undispatched: list[str], settings: Any
+) -> None:
+    job_id = uuid.UUID(acme_caller.submit(png_bytes(), "a.png").json()["id"])
+    assert services.encode_jobs_sweep().redispatched == 0  # just sent: left alone
+    # Sent longer ago than JOBS_REDISPATCH_AFTER_S and still queued: the message may be lost
+    # (a broker crash without persistence, or a web process that died after the commit).
+    old = timezone.now() - dt.timedelta(seconds=settings.JOBS_REDISPATCH_AFTER_S + 1)
+    EncodeJob.objects.filter(pk=job_id).update(dispatched_at=old)
+    assert services.encode_jobs_sweep().redispatched == 1  # eager: it runs now
+    job = EncodeJob.objects.get(pk=job_id)
+    assert job.state == "succeeded" and job.dispatched_at > old
+    assert services.encode_jobs_sweep().redispatched == 0
 
 
 # --- boundaries ------------------------------------------------------------------------------

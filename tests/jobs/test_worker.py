@@ -4,7 +4,8 @@ process, so every test commits (transactional_db) and polls the job row.
 
 Covers: the happy path; a refused licence; a worker SIGKILLed mid-job and restarted (the
 message is redelivered, the job finishes, exactly one usage record); corrupt input (a
-readable failure, and the same worker then runs the next job).
+readable failure, and the same worker then runs the next job); a submission during a broker
+outage (accepted, then sent by the sweeper once the broker is back).
 """
 
 from __future__ import annotations
@@ -261,3 +262,33 @@ def test_corrupt_input_fails_readably_and_the_worker_runs_the_next_job(
     job = wait_for(good, ("succeeded", "failed"), worker)
     assert job.state == "succeeded", (job.failure_code, job.failure_message)
     assert worker.alive and worker.proc.pid == pid
+
+
+def test_a_job_submitted_during_a_broker_outage_is_kept_and_sent_by_the_sweeper(
+    worker: Worker, acme_caller: Caller
+) -> None:
+    from jobs.services import encode_jobs_sweep
+
+    from controlplane.celery import app
+
+    saved = {k: app.conf[k] for k in ("broker_url", "task_publish_retry")}
+    # Nothing listens on port 9: the publish fails at once, as it does in production once
+    # the ~15 s of publish retries are spent.
+    app.conf.update(broker_url="redis://127.0.0.1:9/0", task_publish_retry=False)
+    _forget_connections(app)
+    try:
+        job_id = submit(acme_caller, png_bytes(48, 40, seed=5), "outage.png")  # still a 202
+    finally:
+        app.conf.update(saved)
+        _forget_connections(app)
+    job = EncodeJob.objects.get(pk=job_id)
+    assert (job.state, job.dispatched_at) == ("queued", None)
+    time.sleep(1.0)  # no message reached the worker: nothing runs
+    assert EncodeJob.objects.get(pk=job_id).state == "queued"
+
+    assert encode_jobs_sweep().redispatched == 1  # the broker is back
+    job = wait_for(job_id, ("succeeded", "failed"), worker)
+    assert job.state == "succeeded", (job.failure_code, job.failure_message, worker.tail())
+    assert starts(job_id) == 1 and UsageRecord.objects.filter(job_id=job_id).count() == 1
+    assert encode_jobs_sweep().redispatched == 0  # sent once, not on every sweep
+    assert AuditLog.objects.filter(object_id=str(job_id), action="encode_job.dispatch").count() == 1
