@@ -522,7 +522,8 @@ def test_sweeper_sends_again_a_job_whose_message_may_be_lost(
     EncodeJob.objects.filter(pk=job_id).update(dispatched_at=old)
     assert services.encode_jobs_sweep().redispatched == 1  # eager: it runs now
     job = EncodeJob.objects.get(pk=job_id)
-    assert job.state == "succeeded" and job.dispatched_at > old
+    assert job.state == "succeeded"
+    assert job.dispatched_at is not None and job.dispatched_at > old
     assert services.encode_jobs_sweep().redispatched == 0
 
 
