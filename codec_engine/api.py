@@ -415,7 +415,7 @@ def decode_stream(
     reader = container.StreamReader(fh, size)
     header = reader.header
     if header.preset == Preset.MAX:
-        yield from _decode_max(reader, progress)
+        yield from _decode_max(reader, progress, start)
         return
     _, weights = weights_for_header(header)
     codec = _codec(weights)
@@ -453,7 +453,7 @@ def decode_stream(
 
 
 def _decode_max(
-    reader: container.StreamReader, progress: Progress | None
+    reader: container.StreamReader, progress: Progress | None, start: int = 0
 ) -> Iterator[tuple[Header, Frame]]:
     from codec_engine.overfit import MODEL_ID, arch_digest
     from codec_engine.overfit.codec import decode_payload
@@ -466,7 +466,9 @@ def _decode_max(
             "the overfitted architecture digest differs from this engine's (other version, or "
             "this platform builds other probability tables)"
         )
-    for frame in reader.frames():
+    for n, frame in reader.frames_from(start):  # every max frame is intra: starts at `start`
+        if frame.frame_type != FrameType.INTRA:
+            raise UnsupportedBitstreamError(f"frame {n}: the max preset codes intra frames only")
         if len(frame.tiles) != 1:
             raise CorruptBitstreamError("a max-preset frame must be a single tile")
         record = frame.tiles[0]
