@@ -70,6 +70,8 @@ def rows(statement: psycopg.Cursor[Any]) -> list[Any]:
 
 def rollback_quietly() -> None:
     """End a transaction opened with BEGIN on an autocommit connection (no-op outside one)."""
+    if connection.connection is None:  # closed: its transaction went with it; do not reconnect
+        return
     with contextlib.suppress(DatabaseError):  # the connection is gone: so is the transaction
         execute_batch([("ROLLBACK", None)])
 
