@@ -35,6 +35,7 @@ from licensing.keys import Keyring, SigningKey
 from licensing.offline import OfflineVerifier, TrustedClock
 from licensing.tokens import (
     CERTIFICATE_PREFIX,
+    DEFAULT_SKEW_S,
     FORMAT_VERSION,
     LICENCE_PREFIX,
     MAX_REVOCATION_LIST_CHARS,
@@ -55,6 +56,7 @@ __all__ = [
     "ACTIVATION_PROOF_PURPOSE",
     "CERTIFICATE_PREFIX",
     "DEFAULT_CERTIFICATE_VALIDITY_S",
+    "DEFAULT_SKEW_S",
     "FORMAT_VERSION",
     "LICENCE_PREFIX",
     "MAX_REVOCATION_LIST_CHARS",

@@ -297,6 +297,10 @@ def _resolve_now(now: int | None, clock: Clock | None) -> int:
     return int(time.time()) if now is None else now
 
 
+#: Clock skew tolerated between issuer and verifier, either way, unless a caller says otherwise.
+DEFAULT_SKEW_S = 300
+
+
 def check_validity_window(
     *,
     issued_at: int,
@@ -410,7 +414,7 @@ def verify_licence_key(
     keyring: Keyring,
     *,
     now: int | None = None,
-    skew_s: int = 300,
+    skew_s: int = DEFAULT_SKEW_S,
     revocations: RevocationList | None = None,
     require: Requirement | None = None,
     apply_grace: bool = False,
@@ -436,7 +440,7 @@ def verify_certificate(
     keyring: Keyring,
     *,
     now: int | None = None,
-    skew_s: int = 300,
+    skew_s: int = DEFAULT_SKEW_S,
     fingerprint: Fingerprint | str | None = None,
     revocations: RevocationList | None = None,
     require: Requirement | None = None,

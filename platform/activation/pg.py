@@ -26,7 +26,6 @@ import contextlib
 from typing import Any
 
 import psycopg
-from django.conf import settings
 from django.db import DatabaseError, connection
 
 
@@ -52,14 +51,15 @@ def execute_batch(statements: list[tuple[str, Any]]) -> list[psycopg.Cursor[Any]
     PostgreSQL runs them one after the other, each with its own snapshot, so a read after
     `SELECT ... FOR UPDATE` sees what the lock holder committed. A failing statement aborts
     the rest of the batch and raises Django's database errors, as the ORM would."""
-    prepare = settings.DATABASE_PREPARED_STATEMENTS
     with connection.wrap_database_errors:
         raw = _raw_connection()
         done: list[psycopg.Cursor[Any]] = []
         with raw.pipeline():
             for sql, params in statements:
                 statement = psycopg.Cursor(raw)
-                statement.execute(sql, params, prepare=prepare and params is not None)
+                # Prepared at first use, unless DATABASE_PREPARED_STATEMENTS=0 (settings.py
+                # then sets the connection's prepare_threshold to None, which wins).
+                statement.execute(sql, params, prepare=params is not None)
                 done.append(statement)
         return done
 
@@ -70,10 +70,15 @@ def rows(statement: psycopg.Cursor[Any]) -> list[Any]:
 
 def rollback_quietly() -> None:
     """End a transaction opened with BEGIN on an autocommit connection (no-op outside one)."""
-    if connection.connection is None:  # closed: its transaction went with it; do not reconnect
+    raw = connection.connection
+    if raw is None:  # closed: its transaction went with it; do not reconnect
         return
-    with contextlib.suppress(DatabaseError):  # the connection is gone: so is the transaction
-        execute_batch([("ROLLBACK", None)])
+    # psycopg's own rollback, never a ROLLBACK statement in a pipeline: a rollback makes
+    # psycopg forget its prepared statements and queue a DEALLOCATE ALL, which in pipeline
+    # mode would go out *after* the next request's first Parse and drop that statement too
+    # ("prepared statement _pg3_N does not exist" on the request after).
+    with contextlib.suppress(DatabaseError), connection.wrap_database_errors:
+        raw.rollback()  # a no-op when the server reports no open transaction
 
 
 LOCK_LICENCE = """

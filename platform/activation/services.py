@@ -81,9 +81,33 @@ def _sdk_actor(request_id: str, label: str) -> Actor:
     return Actor(kind=AuditLog.ActorKind.SDK, label=label, request_id=request_id)
 
 
-def _verify_licence_key(licence_key: str, keyring: licensing.Keyring) -> licensing.LicenceClaims:
+# The same licence key arrives from every device of a fleet, and its signature check is a pure
+# function of the token and the keyring: remember the keys that verified, per keyring version
+# (a rotation or retirement starts afresh). The validity window is checked on every request.
+_VERIFIED_KEYS_MAX = 4096
+_verified_keys: dict[tuple[str, str], licensing.LicenceClaims] = {}
+
+
+def _verify_licence_key(
+    licence_key: str, snapshot: keys.KeyringSnapshot, now_ts: int
+) -> licensing.LicenceClaims:
+    cache_key = (snapshot.version, licence_key)
+    claims = _verified_keys.get(cache_key) if snapshot.version else None
     try:
-        return licensing.verify_licence_key(licence_key, keyring)
+        if claims is None:
+            claims = licensing.verify_licence_key(licence_key, snapshot.keyring, now=now_ts)
+            if snapshot.version:
+                if len(_verified_keys) >= _VERIFIED_KEYS_MAX:
+                    _verified_keys.clear()
+                _verified_keys[cache_key] = claims
+        else:
+            licensing.check_validity_window(
+                issued_at=claims.issued_at,
+                not_before=claims.not_before,
+                expires_at=claims.expires_at,
+                now=now_ts,
+                skew_s=licensing.DEFAULT_SKEW_S,
+            )
     except licensing.LicensingError as exc:
         if exc.code == licensing.Code.EXPIRED:
             raise licence_refusal("expired") from exc
@@ -92,6 +116,7 @@ def _verify_licence_key(licence_key: str, keyring: licensing.Keyring) -> licensi
         raise InvalidLicenceKey(
             "The licence key is not valid.", details={"reason": str(exc.code)}
         ) from exc
+    return claims
 
 
 def _enforce_rate_limit(
@@ -173,7 +198,7 @@ def activation_activate(
     now, now_ts = _now()
     _check_timestamp(timestamp, now_ts)
     snapshot = keys.keyring_snapshot()
-    claims = _verify_licence_key(licence_key, snapshot.keyring)
+    claims = _verify_licence_key(licence_key, snapshot, now_ts)
     try:
         presented = licensing.Fingerprint.from_string(fingerprint)
     except licensing.LicensingError as exc:

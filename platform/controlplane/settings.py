@@ -126,6 +126,8 @@ MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
     "core.logging.LogContextMiddleware",  # the request id in every log record of the request
     "django.middleware.security.SecurityMiddleware",
+    # The SDK's activate and heartbeat (well-formed requests only) end here: see its docstring.
+    "activation.middleware.SdkFastPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -162,9 +164,16 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-# Server-side prepared statements on the SDK hot path (activation/pg.py). Turn off behind a
-# pooler that cannot keep them across transactions (PgBouncer < 1.21 in transaction mode).
+# Server-side prepared statements for the psycopg cursors with server-side binding (the SDK
+# hot path, activation/pg.py; usage batches, metering). Turn off behind a pooler that cannot
+# keep them across transactions (PgBouncer < 1.21 in transaction mode). Django disables
+# psycopg's preparing (prepare_threshold=None) unless OPTIONS asks for it; the ORM's
+# client-side-binding cursors never prepare either way.
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        5 if DATABASE_PREPARED_STATEMENTS else None
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; a busy timeout turns contention into waiting instead of errors.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

@@ -93,8 +93,9 @@ _DRF_CODES: dict[type[drf_exceptions.APIException], str] = {
 }
 
 
-def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF exception handler: every error becomes the one JSON error shape."""
+def domain_error_parts(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+    """(status, body, headers) for a refused operation or a briefly absent database or broker;
+    None for anything else. The one mapping used by DRF views and the SDK fast path."""
     if isinstance(exc, OperationalError | InterfaceError | BrokerOperationalError):
         # The database or the broker is away (restart, failover, connection limit): retryable,
         # never a 500.
@@ -104,17 +105,24 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             "The service is briefly unavailable; retry shortly.",
             details={"retry_after_s": DB_RETRY_AFTER_S},
         )
-    if isinstance(exc, DomainError):
-        headers = {}
-        if isinstance(exc, ServiceUnavailable) and not isinstance(exc.details, dict):
-            headers["Retry-After"] = str(DB_RETRY_AFTER_S)
-        if isinstance(exc, RateLimited | ServiceUnavailable) and isinstance(exc.details, dict):
-            retry_after = exc.details.get("retry_after_s")
-            if retry_after is not None:
-                headers["Retry-After"] = str(int(retry_after))
-        return Response(
-            error_body(exc.code, exc.message, exc.details), status=exc.http_status, headers=headers
-        )
+    if not isinstance(exc, DomainError):
+        return None
+    headers: dict[str, str] = {}
+    if isinstance(exc, ServiceUnavailable) and not isinstance(exc.details, dict):
+        headers["Retry-After"] = str(DB_RETRY_AFTER_S)
+    if isinstance(exc, RateLimited | ServiceUnavailable) and isinstance(exc.details, dict):
+        retry_after = exc.details.get("retry_after_s")
+        if retry_after is not None:
+            headers["Retry-After"] = str(int(retry_after))
+    return exc.http_status, error_body(exc.code, exc.message, exc.details), headers
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF exception handler: every error becomes the one JSON error shape."""
+    parts = domain_error_parts(exc)
+    if parts is not None:
+        status_code, body, headers = parts
+        return Response(body, status=status_code, headers=headers)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

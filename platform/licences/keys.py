@@ -91,6 +91,9 @@ class KeyringSnapshot:
 
     keyring: licensing.Keyring
     newest_key_id: str | None
+    # A digest of every key's id, public half and state: equal versions verify alike, so a
+    # verification result may be reused across reloads of an unchanged keyring.
+    version: str = ""
 
 
 # The keyring changes only on rotation/retirement, yet every SDK request needs it: keep it for
@@ -123,12 +126,14 @@ def _load_snapshot() -> KeyringSnapshot:
     rows = SigningKey.objects.order_by("created_at", "id").values_list(
         "key_id", "public_key", "state"
     )
+    digest = hashlib.sha256()
     for key_id, public_key, state in rows:
         retired = state == SigningKey.State.RETIRED
         keyring.add(key_id, bytes(public_key), retired=retired)
+        digest.update(f"{key_id}\0{bytes(public_key).hex()}\0{retired}\n".encode())
         if not retired:
             newest = key_id
-    return KeyringSnapshot(keyring=keyring, newest_key_id=newest)
+    return KeyringSnapshot(keyring=keyring, newest_key_id=newest, version=digest.hexdigest())
 
 
 def signer(key_id: str) -> licensing.SigningKey:
