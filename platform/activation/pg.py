@@ -27,6 +27,9 @@ from typing import Any
 
 import psycopg
 from django.db import DatabaseError, connection
+from psycopg.pq import ExecStatus
+
+TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 def _raw_connection() -> psycopg.Connection[Any]:
@@ -65,7 +68,9 @@ def execute_batch(statements: list[tuple[str, Any]]) -> list[psycopg.Cursor[Any]
 
 
 def rows(statement: psycopg.Cursor[Any]) -> list[Any]:
-    return statement.fetchall() if statement.description is not None else []
+    # The result's status, not `description`: that builds a Column object per column.
+    result = statement.pgresult
+    return statement.fetchall() if result is not None and result.status == TUPLES_OK else []
 
 
 def rollback_quietly() -> None:
