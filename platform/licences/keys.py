@@ -1,4 +1,4 @@
-"""Signing keys at rest: AES-256-GCM envelopes under a KEK derived from SIGNING_KEY_KEK.
+"""Signing keys at rest: AES-256-GCM envelopes under the KEK (core.sealing).
 
 The envelope is `nonce (12 bytes) || ciphertext+tag`, with the key id as associated data so an
 envelope cannot be moved to another row. Decrypted keys are cached in process memory, keyed by
@@ -8,51 +8,24 @@ key id and a digest of the KEK, so the hot path (activation, heartbeat) never de
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 import licensing
+from core import sealing
 from licences.models import SigningKey
 
-_HKDF_SALT = b"codec-control-plane/signing-key-kek"
-_HKDF_INFO = b"aes-256-gcm signing-key envelope v1"
+# The signing keys' envelope (core.sealing): this salt and info are part of every sealed key
+# in every database; changing them would make those keys unreadable.
+_SIGNING_KEY_PURPOSE = sealing.Purpose(
+    salt=b"codec-control-plane/signing-key-kek", info=b"aes-256-gcm signing-key envelope v1"
+)
 
 _lock = threading.Lock()
-_aead_cache: dict[str, AESGCM] = {}
 _key_cache: dict[tuple[str, str], licensing.SigningKey] = {}
-
-
-def _kek_secret() -> str:
-    secret = getattr(settings, "SIGNING_KEY_KEK", "")
-    if not secret:
-        raise ImproperlyConfigured("SIGNING_KEY_KEK is not set")
-    return str(secret)
-
-
-def _kek_id(secret: str) -> str:
-    return hashlib.sha256(b"kek-id:" + secret.encode()).hexdigest()[:16]
-
-
-def _aead(secret: str) -> AESGCM:
-    kek_id = _kek_id(secret)
-    aead = _aead_cache.get(kek_id)
-    if aead is None:
-        # HKDF turns any KEK string (passphrase, base64 blob) into exactly 32 uniform bytes.
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO
-        ).derive(secret.encode())
-        aead = AESGCM(derived)
-        _aead_cache[kek_id] = aead
-    return aead
 
 
 def _aad(key_id: str) -> bytes:
@@ -60,21 +33,18 @@ def _aad(key_id: str) -> bytes:
 
 
 def seal_private_key(key_id: str, raw_private: bytes) -> bytes:
-    nonce = os.urandom(12)
-    return nonce + _aead(_kek_secret()).encrypt(nonce, raw_private, _aad(key_id))
+    return sealing.seal(_SIGNING_KEY_PURPOSE, _aad(key_id), raw_private)
 
 
 def open_private_key(key_id: str, envelope: bytes) -> licensing.SigningKey:
     """Decrypt (once per process) the private key of `key_id`."""
-    secret = _kek_secret()
-    cache_key = (key_id, _kek_id(secret))
+    cache_key = (key_id, sealing.kek_id())
     cached = _key_cache.get(cache_key)
     if cached is not None:
         return cached
-    envelope = bytes(envelope)
     try:
-        raw = _aead(secret).decrypt(envelope[:12], envelope[12:], _aad(key_id))
-    except InvalidTag as exc:
+        raw = sealing.unseal(_SIGNING_KEY_PURPOSE, _aad(key_id), envelope)
+    except sealing.SealedValueUnreadable as exc:
         raise ImproperlyConfigured(
             f"signing key {key_id} cannot be decrypted: SIGNING_KEY_KEK is not the key it was "
             "sealed with"
@@ -138,8 +108,7 @@ def _load_snapshot() -> KeyringSnapshot:
 
 def signer(key_id: str) -> licensing.SigningKey:
     """The decrypted signing key for `key_id` (cached; the envelope is read only on a miss)."""
-    secret = _kek_secret()
-    cached = _key_cache.get((key_id, _kek_id(secret)))
+    cached = _key_cache.get((key_id, sealing.kek_id()))
     if cached is not None:
         return cached
     envelope = SigningKey.objects.values_list("encrypted_private_key", flat=True).get(key_id=key_id)

@@ -37,7 +37,7 @@ class TotpDeviceAdmin(BaseAdmin):
     list_display = ["user", "confirmed_at", "created_at"]
     list_filter = [("confirmed_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__username", "user__email"]
-    exclude = ["secret", "last_step"]
+    exclude = ["sealed_secret", "last_step"]
     readonly_fields = ["user", "confirmed_at", "created_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -33,7 +33,9 @@ class TotpDevice(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portal_totp"
     )
-    secret = models.CharField(max_length=64)
+    # The base32 seed, sealed under the KEK and bound to this user (portal.services); a
+    # database dump alone does not let anyone compute codes.
+    sealed_secret = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     # The last accepted time step: a code is never accepted twice (replay of a seen code).

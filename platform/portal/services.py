@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pyotp
 from customers.models import CustomerUser
@@ -24,6 +25,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from core import sealing
 from core.audit import Actor, audit_record
 from core.errors import Conflict, DomainError, NotFound
 from portal.models import LoginFailure, TotpDevice
@@ -101,6 +103,24 @@ def totp_has_confirmed(user: AbstractBaseUser) -> bool:
     return TotpDevice.objects.filter(user_id=user.pk, confirmed_at__isnull=False).exists()
 
 
+_TOTP_PURPOSE = sealing.Purpose(
+    salt=b"codec-control-plane/portal-totp", info=b"aes-256-gcm totp seed envelope v1"
+)
+
+
+def _totp_aad(user_id: Any) -> bytes:
+    return f"portal-totp:{user_id}".encode()
+
+
+def totp_seal_secret(user_id: Any, secret: str) -> bytes:
+    return sealing.seal(_TOTP_PURPOSE, _totp_aad(user_id), secret.encode())
+
+
+def totp_secret(device: TotpDevice) -> str:
+    """The device's base32 seed (shown once during enrolment, and to check codes)."""
+    return sealing.unseal(_TOTP_PURPOSE, _totp_aad(device.user_id), device.sealed_secret).decode()
+
+
 def totp_begin(*, user: AbstractBaseUser) -> TotpDevice:
     """Start (or restart) enrolment with a fresh secret. Refused while a confirmed device
     exists: turn it off first. No audit row (nothing is in force until confirmed)."""
@@ -110,14 +130,14 @@ def totp_begin(*, user: AbstractBaseUser) -> TotpDevice:
             raise Conflict("Two-factor sign-in is already on.", code="TOTP_ALREADY_ON")
         if device is None:
             device = TotpDevice(user_id=user.pk)
-        device.secret = pyotp.random_base32()
+        device.sealed_secret = totp_seal_secret(user.pk, pyotp.random_base32())
         device.last_step = 0
         device.save()
     return device
 
 
 def totp_provisioning_uri(device: TotpDevice, *, username: str, issuer: str) -> str:
-    return pyotp.TOTP(device.secret).provisioning_uri(name=username, issuer_name=issuer)
+    return pyotp.TOTP(totp_secret(device)).provisioning_uri(name=username, issuer_name=issuer)
 
 
 def _accept_code(device: TotpDevice, code: str) -> bool:
@@ -127,7 +147,7 @@ def _accept_code(device: TotpDevice, code: str) -> bool:
     code = code.strip().replace(" ", "")
     if not (code.isdigit() and len(code) == 6):
         return False
-    totp = pyotp.TOTP(device.secret)
+    totp = pyotp.TOTP(totp_secret(device))
     now_step = int(timezone.now().timestamp()) // TOTP_STEP_S
     for step in (now_step - 1, now_step, now_step + 1):
         if step > device.last_step and totp.at(step * TOTP_STEP_S) == code:

@@ -681,8 +681,9 @@ def account(request: HttpRequest, access: Access) -> HttpResponse:
                     messages.success(request, "Two-factor sign-in is off.")
                     return redirect("portal:account")
                 password_form.add_error("password", "That is not your password.")
-    qr_svg = uri = ""
+    qr_svg = uri = totp_key = ""
     if device is not None and not device.confirmed:
+        totp_key = services.totp_secret(device)  # shown only while enrolling
         uri = services.totp_provisioning_uri(
             device, username=user.get_username(), issuer=getattr(settings, "PORTAL_NAME", "Codec")
         )
@@ -695,6 +696,7 @@ def account(request: HttpRequest, access: Access) -> HttpResponse:
             "nav": "account",
             "device": device,
             "uri": uri,
+            "totp_key": totp_key,
             "qr_svg": qr_svg,
             "code_form": code_form,
             "password_form": password_form,

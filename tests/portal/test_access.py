@@ -16,8 +16,10 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 from jobs.models import EncodeJob
-from portal.models import LoginFailure
+from portal import services as portal_services
+from portal.models import LoginFailure, TotpDevice
 
+from core import sealing
 from core.models import ApiToken, AuditLog
 from tests.portal.conftest import signed_in
 from tests.portal.world import PASSWORD, World
@@ -352,6 +354,25 @@ def test_password_reset_sends_a_link(world: World) -> None:
     assert response.status_code == 302
     assert len(mail.outbox) == 1
     assert "/portal/password-reset/" in mail.outbox[0].body
+
+
+def test_totp_seed_is_sealed_at_rest_and_bound_to_its_user(world: World, alice: Client) -> None:
+    alice.post("/portal/account/", {"action": "begin"})
+    page = alice.get("/portal/account/").content.decode()
+    shown = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page)
+    assert shown is not None
+    row = TotpDevice.objects.values().get()
+    assert "secret" not in row
+    stored = bytes(row["sealed_secret"])
+    assert shown.group(1).encode() not in stored and len(stored) > 28
+    device = TotpDevice.objects.get()
+    assert portal_services.totp_secret(device) == shown.group(1)
+    # The envelope copied onto another user's row does not open there.
+    bob = get_user_model().objects.exclude(pk=device.user_id).first()
+    assert bob is not None
+    moved = TotpDevice.objects.create(user=bob, sealed_secret=stored)
+    with pytest.raises(sealing.SealedValueUnreadable):
+        portal_services.totp_secret(moved)
 
 
 def test_two_factor_sign_in(world: World, alice: Client) -> None:
