@@ -26,6 +26,26 @@ class LoginFailure(models.Model):
         return f"{self.username}@{self.ip} {self.created_at:%Y-%m-%d %H:%M:%S}"
 
 
+class PasswordResetRequest(models.Model):
+    """One password-reset form submission (sent or not). Caps how many reset mails one address
+    receives and one IP can trigger inside a window (portal.services), so the form cannot be
+    used to flood an inbox; the page answers the same either way."""
+
+    id = models.BigAutoField(primary_key=True)
+    email = models.CharField(max_length=254)
+    ip = models.GenericIPAddressField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["email", "created_at"], name="portal_reset_email_idx"),
+            models.Index(fields=["ip", "created_at"], name="portal_reset_ip_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"reset {self.email} from {self.ip} {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
 class TotpDevice(models.Model):
     """A user's authenticator app (RFC 6238, 30 s steps, 6 digits). Unconfirmed until the
     user has typed one valid code; only a confirmed device is asked for at sign-in."""

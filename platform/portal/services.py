@@ -28,7 +28,7 @@ from django.utils.http import urlsafe_base64_encode
 from core import sealing
 from core.audit import Actor, audit_record
 from core.errors import Conflict, DomainError, NotFound
-from portal.models import LoginFailure, TotpDevice
+from portal.models import LoginFailure, PasswordResetRequest, TotpDevice
 
 TOTP_STEP_S = 30
 
@@ -90,6 +90,27 @@ def login_failure_record(*, username: str, ip: str) -> None:
 def login_failures_clear(*, username: str, ip: str) -> None:
     """A successful sign-in forgives the pair's earlier failures."""
     LoginFailure.objects.filter(username=_norm(username), ip=ip).delete()
+
+
+# --- password-reset requests ------------------------------------------------------------------
+
+
+def password_reset_allowed(*, email: str, ip: str, now: dt.datetime | None = None) -> bool:
+    """Record one reset request; True when a mail may go out: fewer than
+    PORTAL_RESET_EMAIL_MAX requests for this address and PORTAL_RESET_IP_MAX from this IP
+    inside PORTAL_RESET_WINDOW_S (refused requests count too, so hammering never helps)."""
+    now = now or timezone.now()
+    window = dt.timedelta(seconds=int(getattr(settings, "PORTAL_RESET_WINDOW_S", 3600)))
+    email = email.strip().lower()[:254]
+    since = now - window
+    with transaction.atomic():
+        recent = PasswordResetRequest.objects.filter(created_at__gt=since)
+        allowed = recent.filter(email=email).count() < int(
+            getattr(settings, "PORTAL_RESET_EMAIL_MAX", 3)
+        ) and recent.filter(ip=ip).count() < int(getattr(settings, "PORTAL_RESET_IP_MAX", 20))
+        PasswordResetRequest.objects.create(email=email, ip=ip, created_at=now)
+        PasswordResetRequest.objects.filter(created_at__lt=now - 4 * window).delete()
+    return allowed
 
 
 # --- TOTP two-factor -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ that changes something is wrapped in `admin_required`, so a viewer is refused on
 from __future__ import annotations
 
 import io
+import logging
 import time
 import uuid
 import zipfile
@@ -22,6 +23,7 @@ from customers.models import CustomerUser
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, get_user_model, login, logout
+from django.contrib.auth import views as auth_views
 from django.core.files.storage import default_storage
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
@@ -46,6 +48,8 @@ from core.services import api_token_create, api_token_revoke
 from portal import forms, selectors, services
 from portal.access import Access, admin_required, portal_view
 
+logger = logging.getLogger(__name__)
+
 PAGE_SIZE = 25
 TWO_FACTOR_SESSION_KEY = "portal_2fa_pending"
 TWO_FACTOR_TTL_S = 300
@@ -59,6 +63,19 @@ def _client_ip(request: HttpRequest) -> str:
     # REMOTE_ADDR only: X-Forwarded-For is written by the client unless a trusted proxy
     # rewrites it, and a lockout keyed on it could be dodged by changing the header.
     return request.META.get("REMOTE_ADDR") or "0.0.0.0"  # noqa: S104
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset view, with a cap on mails per address and per IP. Over the cap the
+    same "sent" page is shown and nothing is mailed: the page never tells whether an
+    address exists or was capped."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        email = form.cleaned_data["email"]
+        if services.password_reset_allowed(email=email, ip=_client_ip(self.request)):
+            return super().form_valid(form)
+        logger.info("password reset not mailed: the per-address or per-IP cap is reached")
+        return HttpResponseRedirect(self.get_success_url())
 
 
 def _safe_next(request: HttpRequest, candidate: str | None) -> str:

@@ -356,6 +356,31 @@ def test_password_reset_sends_a_link(world: World) -> None:
     assert "/portal/password-reset/" in mail.outbox[0].body
 
 
+def test_password_reset_mails_are_capped_per_address_and_per_ip(
+    world: World, settings: Any
+) -> None:
+    settings.PORTAL_RESET_EMAIL_MAX, settings.PORTAL_RESET_IP_MAX = 3, 5
+    client = Client()
+    pages = [
+        client.post("/portal/password-reset/", {"email": "alice@example.com"}, follow=True)
+        for _ in range(4)
+    ]
+    # Every answer is the same "sent" page; only three mails went out to the address.
+    assert {page.redirect_chain[-1][0] for page in pages} == {"/portal/password-reset/sent/"}
+    assert len(mail.outbox) == 3
+    # The same IP asking for another address is capped too: its 5th request is mailed, the
+    # 6th is not.
+    client.post("/portal/password-reset/", {"email": "bob@example.com"})
+    assert len(mail.outbox) == 4
+    client.post("/portal/password-reset/", {"email": "bob@example.com"})
+    assert len(mail.outbox) == 4
+    # Another IP may still help bob; alice stays capped whatever the IP.
+    other = Client(REMOTE_ADDR="203.0.113.9")
+    other.post("/portal/password-reset/", {"email": "bob@example.com"})
+    other.post("/portal/password-reset/", {"email": "alice@example.com"})
+    assert [m.to for m in mail.outbox[3:]] == [["bob@example.com"], ["bob@example.com"]]
+
+
 def test_totp_seed_is_sealed_at_rest_and_bound_to_its_user(world: World, alice: Client) -> None:
     alice.post("/portal/account/", {"action": "begin"})
     page = alice.get("/portal/account/").content.decode()
