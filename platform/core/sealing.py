@@ -2,7 +2,8 @@
 
 One KEK (`SIGNING_KEY_KEK`) protects every secret the control plane must be able to read
 back: signing keys' private halves (licences.keys) and portal users' TOTP seeds
-(portal.services). Each kind has its own HKDF salt and info, so its AES-256-GCM key is
+(portal.services); `keyed_digest` keys the digests of one-time secrets it only compares
+(portal recovery codes). Each kind has its own HKDF salt and info, so its AES-256-GCM key is
 independent of the others, and each envelope is bound to its row by the associated data
 (a sealed value copied onto another row does not open). Envelope: 12-byte nonce || ciphertext
 with its 16-byte tag. The KEK never reaches the database, a response or a log.
@@ -11,6 +12,7 @@ with its 16-byte tag. The KEK never reaches the database, a response or a log.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import threading
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ NONCE_BYTES = 12
 
 _lock = threading.Lock()
 _aead_cache: dict[tuple[str, bytes, bytes], AESGCM] = {}
+_mac_keys: dict[tuple[str, bytes, bytes], bytes] = {}
 
 
 class SealedValueUnreadable(Exception):
@@ -80,3 +83,19 @@ def unseal(purpose: Purpose, aad: bytes, envelope: bytes | memoryview) -> bytes:
         )
     except (InvalidTag, ValueError) as exc:
         raise SealedValueUnreadable(str(exc) or "the sealed value does not open") from exc
+
+
+def keyed_digest(purpose: Purpose, message: bytes) -> str:
+    """HMAC-SHA256 of `message` under a key derived from the KEK: for one-time secrets kept
+    only as digests (recovery codes). Without the KEK a stolen digest cannot be searched for
+    its code, however short the code."""
+    secret = kek_secret()
+    cache_key = (kek_id(secret), purpose.salt, purpose.info)
+    key = _mac_keys.get(cache_key)
+    if key is None:
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=purpose.salt, info=purpose.info
+        ).derive(secret.encode())
+        with _lock:
+            _mac_keys[cache_key] = key
+    return hmac.new(key, message, hashlib.sha256).hexdigest()

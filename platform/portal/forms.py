@@ -21,6 +21,21 @@ class SignInForm(forms.Form):
     )
 
 
+class SignInCodeForm(forms.Form):
+    """The second sign-in step: the app's six digits, or one recovery code."""
+
+    code = forms.RegexField(
+        regex=r"^\s*(\d{3}\s?\d{3}|[A-Za-z2-9]{5}-?[A-Za-z2-9]{5})\s*$",
+        label="Six-digit code (or a recovery code)",
+        error_messages={
+            "invalid": "Enter the six digits your authenticator app shows, or a recovery code."
+        },
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "autofocus": True, "maxlength": 12}
+        ),
+    )
+
+
 class CodeForm(forms.Form):
     code = forms.RegexField(
         regex=r"^\s*\d{3}\s?\d{3}\s*$",

@@ -60,6 +60,8 @@ class TotpDevice(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     # The last accepted time step: a code is never accepted twice (replay of a seen code).
     last_step = models.BigIntegerField(default=0)
+    # Keyed digests (core.sealing.keyed_digest) of the unused one-time recovery codes.
+    recovery_code_digests = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name = "TOTP device"

@@ -7,6 +7,9 @@ deactivation: activation, jobs: jobs); these are the writes no other app owns.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
+import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +31,7 @@ from django.utils.http import urlsafe_base64_encode
 from core import sealing
 from core.audit import Actor, audit_record
 from core.errors import Conflict, DomainError, NotFound
+from core.models import AuditLog
 from portal.models import LoginFailure, PasswordResetRequest, TotpDevice
 
 TOTP_STEP_S = 30
@@ -204,6 +208,88 @@ def totp_verify(*, user: AbstractBaseUser, code: str) -> bool:
     """Check a sign-in code against the user's confirmed device. No audit row (sign-in)."""
     device = TotpDevice.objects.filter(user_id=user.pk, confirmed_at__isnull=False).first()
     return device is not None and _accept_code(device, code)
+
+
+RECOVERY_CODES = 10
+_RECOVERY_PURPOSE = sealing.Purpose(
+    salt=b"codec-control-plane/portal-recovery", info=b"hmac-sha256 recovery code v1"
+)
+_RECOVERY_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no 0/o, 1/l: read off paper
+RECOVERY_CODE_RE = re.compile(r"^[a-z2-9]{5}-?[a-z2-9]{5}$")
+
+
+def _recovery_digest(user_id: Any, code: str) -> str:
+    normal = code.strip().lower().replace("-", "").replace(" ", "")
+    return sealing.keyed_digest(_RECOVERY_PURPOSE, f"{user_id}:{normal}".encode())
+
+
+def looks_like_recovery_code(code: str) -> bool:
+    return bool(RECOVERY_CODE_RE.match(code.strip().lower().replace(" ", "")))
+
+
+def totp_recovery_codes_issue(
+    *, actor: Actor, user: AbstractBaseUser, customer_id: uuid.UUID
+) -> list[str]:
+    """Ten new one-time recovery codes (50 bits each) for a user with two-factor on; the old
+    ones stop working. Only keyed digests are stored: the codes are shown this once. Audit."""
+    codes = []
+    for _ in range(RECOVERY_CODES):
+        raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(10))
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+    with transaction.atomic():
+        device = (
+            TotpDevice.objects.select_for_update()
+            .filter(user_id=user.pk, confirmed_at__isnull=False)
+            .first()
+        )
+        if device is None:
+            raise Conflict("Turn two-factor sign-in on first.", code="TOTP_NOT_ON")
+        device.recovery_code_digests = [_recovery_digest(user.pk, code) for code in codes]
+        device.save(update_fields=["recovery_code_digests"])
+        audit_record(
+            actor=actor,
+            action="portal.totp_recovery_codes_issue",
+            object_type="user",
+            object_id=user.pk,
+            customer_id=customer_id,
+        )
+    return codes
+
+
+def totp_recovery_code_use(*, user: AbstractBaseUser, code: str, request_id: str = "") -> bool:
+    """Sign-in with a recovery code instead of the app's code: True once per code (it is
+    struck off under the row lock, so two requests cannot both use it). Audit row."""
+    if not looks_like_recovery_code(code):
+        return False
+    presented = _recovery_digest(user.pk, code)
+    with transaction.atomic():
+        device = (
+            TotpDevice.objects.select_for_update()
+            .filter(user_id=user.pk, confirmed_at__isnull=False)
+            .first()
+        )
+        if device is None:
+            return False
+        digests = list(device.recovery_code_digests or [])
+        matched = [d for d in digests if hmac.compare_digest(d, presented)]
+        if not matched:
+            return False
+        device.recovery_code_digests = [d for d in digests if d not in matched]
+        device.save(update_fields=["recovery_code_digests"])
+        membership = CustomerUser.objects.filter(user_id=user.pk).first()
+        audit_record(
+            actor=Actor(
+                kind=AuditLog.ActorKind.CUSTOMER,
+                label=f"portal:{user.get_username()}",
+                request_id=request_id,
+            ),
+            action="portal.totp_recovery_code_use",
+            object_type="user",
+            object_id=user.pk,
+            customer_id=membership.customer_id if membership else None,
+            changes={"recovery_codes_left": len(device.recovery_code_digests)},
+        )
+    return True
 
 
 def totp_disable(*, actor: Actor, user: AbstractBaseUser, customer_id: uuid.UUID) -> None:

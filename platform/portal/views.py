@@ -160,15 +160,22 @@ def sign_in_verify(request: HttpRequest) -> HttpResponse:
     user = user_model.objects.filter(pk=pending["user_id"], is_active=True).first()
     if user is None:
         return redirect("portal:sign_in")
-    form = forms.CodeForm(request.POST or None)
+    form = forms.SignInCodeForm(request.POST or None)
     status = 200
     if request.method == "POST" and form.is_valid():
         username, ip = user.get_username(), _client_ip(request)
+        code = form.cleaned_data["code"]
         locked = services.login_lockout_remaining_s(username=username, ip=ip)
         if locked:
             form.add_error(None, _locked_message(locked))
             status = 429
-        elif services.totp_verify(user=user, code=form.cleaned_data["code"]):
+        elif (
+            services.totp_recovery_code_use(
+                user=user, code=code, request_id=getattr(request, "request_id", "")
+            )
+            if services.looks_like_recovery_code(code)
+            else services.totp_verify(user=user, code=code)
+        ):
             services.login_failures_clear(username=username, ip=ip)
             del request.session[TWO_FACTOR_SESSION_KEY]
             login(request, user, backend=pending["backend"] or None)
@@ -666,6 +673,8 @@ def account(request: HttpRequest, access: Access) -> HttpResponse:
     device = services.totp_device_of(user)
     code_form = forms.CodeForm()
     password_form = forms.PasswordConfirmForm()
+    recovery_form = forms.PasswordConfirmForm(prefix="recovery")
+    recovery_codes: list[str] = []
     action = request.POST.get("action")
     if request.method == "POST":
         if action == "begin":
@@ -687,7 +696,26 @@ def account(request: HttpRequest, access: Access) -> HttpResponse:
                     code_form.add_error("code", exc.message)
                 else:
                     messages.success(request, "Two-factor sign-in is on.")
-                    return redirect("portal:account")
+                    # Shown in this response only (like a new API token), never again.
+                    recovery_codes = services.totp_recovery_codes_issue(
+                        actor=access.actor, user=user, customer_id=access.customer_id
+                    )
+                    device = services.totp_device_of(user)
+        elif action == "recovery":
+            recovery_form = forms.PasswordConfirmForm(request.POST, prefix="recovery")
+            if recovery_form.is_valid():
+                if user.check_password(recovery_form.cleaned_data["password"]):
+                    try:
+                        recovery_codes = services.totp_recovery_codes_issue(
+                            actor=access.actor, user=user, customer_id=access.customer_id
+                        )
+                    except DomainError as exc:
+                        _refused(request, exc)
+                    else:
+                        messages.success(request, "New recovery codes: the old ones are void.")
+                        recovery_form = forms.PasswordConfirmForm(prefix="recovery")
+                else:
+                    recovery_form.add_error("password", "That is not your password.")
         elif action == "disable":
             password_form = forms.PasswordConfirmForm(request.POST)
             if password_form.is_valid():
@@ -714,6 +742,9 @@ def account(request: HttpRequest, access: Access) -> HttpResponse:
             "device": device,
             "uri": uri,
             "totp_key": totp_key,
+            "recovery_codes": recovery_codes,
+            "recovery_form": recovery_form,
+            "recovery_codes_left": len(device.recovery_code_digests or []) if device else 0,
             "qr_svg": qr_svg,
             "code_form": code_form,
             "password_form": password_form,

@@ -4,6 +4,7 @@ form, viewers refused on every POST, and 404 for every object of another custome
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 
@@ -381,6 +382,57 @@ def test_password_reset_mails_are_capped_per_address_and_per_ip(
     assert [m.to for m in mail.outbox[3:]] == [["bob@example.com"], ["bob@example.com"]]
 
 
+def _enable_two_factor(alice: Client) -> tuple[pyotp.TOTP, list[str]]:
+    alice.post("/portal/account/", {"action": "begin"})
+    page = alice.get("/portal/account/").content.decode()
+    seed = re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', page)
+    assert seed is not None
+    totp = pyotp.TOTP(seed.group(1))
+    done = alice.post("/portal/account/", {"action": "confirm", "code": totp.now()})
+    codes = re.search(r'<code id="recovery-codes">([^<]+)</code>', done.content.decode())
+    assert done.status_code == 200 and codes is not None
+    return totp, codes.group(1).split()
+
+
+def _second_step(code: str) -> Any:
+    client = Client()
+    step1 = client.post("/portal/sign-in/", {"username": "alice", "password": PASSWORD})
+    assert step1["Location"] == "/portal/sign-in/verify/"
+    return client, client.post("/portal/sign-in/verify/", {"code": code})
+
+
+def test_recovery_codes_sign_in_once_each_and_can_be_replaced(world: World, alice: Client) -> None:
+    _, codes = _enable_two_factor(alice)
+    assert len(codes) == len(set(codes)) == 10
+    assert all(re.fullmatch(r"[a-z2-9]{5}-[a-z2-9]{5}", code) for code in codes)
+    # Shown once: the page afterwards only counts them, and the database keeps digests.
+    later = alice.get("/portal/account/").content.decode()
+    assert codes[0] not in later and "10 unused recovery codes" in later
+    stored = json.dumps(TotpDevice.objects.values_list("recovery_code_digests", flat=True).get())
+    assert not any(code in stored or code.replace("-", "") in stored for code in codes)
+
+    client, response = _second_step(codes[3].upper())  # typed in capitals: still fine
+    assert response["Location"] == "/portal/"
+    assert client.get("/portal/").status_code == 200
+    assert AuditLog.objects.filter(action="portal.totp_recovery_code_use").count() == 1
+    _, again = _second_step(codes[3])
+    assert again.status_code == 200 and "not valid" in again.content.decode()
+    assert "9 unused recovery codes" in alice.get("/portal/account/").content.decode()
+
+    # New codes need the password and void the old ones.
+    wrong = alice.post("/portal/account/", {"action": "recovery", "recovery-password": "nope"})
+    assert "That is not your password." in wrong.content.decode()
+    renewed = alice.post(
+        "/portal/account/", {"action": "recovery", "recovery-password": PASSWORD}
+    ).content.decode()
+    fresh = re.search(r'<code id="recovery-codes">([^<]+)</code>', renewed)
+    assert fresh is not None and not set(fresh.group(1).split()) & set(codes)
+    _, old = _second_step(codes[4])
+    assert "not valid" in old.content.decode()
+    _, new = _second_step(fresh.group(1).split()[0])
+    assert new["Location"] == "/portal/"
+
+
 def test_totp_seed_is_sealed_at_rest_and_bound_to_its_user(world: World, alice: Client) -> None:
     alice.post("/portal/account/", {"action": "begin"})
     page = alice.get("/portal/account/").content.decode()
@@ -411,7 +463,8 @@ def test_two_factor_sign_in(world: World, alice: Client) -> None:
     )
     code = totp.now()
     response = alice.post("/portal/account/", {"action": "confirm", "code": code})
-    assert response.status_code == 302
+    assert response.status_code == 200  # the page with the recovery codes, shown once
+    assert 'id="recovery-codes"' in response.content.decode()
     # Signing in now needs the code after the password.
     client = Client()
     step1 = client.post("/portal/sign-in/", {"username": "alice", "password": PASSWORD})
