@@ -450,7 +450,8 @@ def encode_jobs_sweep(*, now: dt.datetime | None = None) -> SweepReport:
     - running whose lease lapsed (its worker died) → queued again and re-dispatched, or failed
       WORKER_LOST after JOBS_MAX_ATTEMPTS attempts;
     - queued without a message that got through to the broker, or last sent more than
-      JOBS_REDISPATCH_AFTER_S ago → sent again (the job row is the outbox);
+      JOBS_REDISPATCH_AFTER_S ago (and longer ago than it had waited when sent: a doubling
+      back-off) → sent again (the job row is the outbox);
     - queued for longer than JOBS_QUEUE_TIMEOUT_S (no worker consumes "encode") → failed
       QUEUE_TIMEOUT.
     Each change is conditional on the state seen, so it is safe next to live workers and
@@ -507,10 +508,20 @@ def encode_jobs_sweep(*, now: dt.datetime | None = None) -> SweepReport:
             ):
                 _audit(SWEEPER_ACTOR, job, job.customer_id, "encode_job.fail", code="QUEUE_TIMEOUT")
                 report.queue_expired += 1
-    resend_before = now - dt.timedelta(seconds=settings.JOBS_REDISPATCH_AFTER_S)
+    resend_after = dt.timedelta(seconds=settings.JOBS_REDISPATCH_AFTER_S)
     for job in EncodeJob.objects.filter(state=State.QUEUED).filter(
-        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=resend_before)
+        Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - resend_after)
     ):
+        # Back off: wait at least as long as the job had waited when last sent (re-sends at
+        # 10, 20, 40, 80 ... min of queueing), so a queue that is merely long behind busy
+        # workers does not fill the broker with copies.
+        last, queued = job.dispatched_at, job.queued_at
+        if (
+            last is not None
+            and queued is not None
+            and now - last <= max(resend_after, last - queued)
+        ):
+            continue
         # Claim the re-send (another sweeper may be here too), then publish outside any
         # transaction; a failed publish clears dispatched_at again for the next sweep.
         if EncodeJob.objects.filter(

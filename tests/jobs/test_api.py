@@ -527,6 +527,29 @@ def test_sweeper_sends_again_a_job_whose_message_may_be_lost(
     assert services.encode_jobs_sweep().redispatched == 0
 
 
+def test_sweeper_backs_off_between_sends_of_a_long_waiting_job(
+    acme_caller: Caller, undispatched: list[str], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = uuid.UUID(acme_caller.submit(png_bytes(), "a.png").json()["id"])
+    undispatched.clear()
+    monkeypatch.setattr(
+        services, "encode_job_dispatch", lambda job_id: undispatched.append(str(job_id)) or True
+    )
+    after = settings.JOBS_REDISPATCH_AFTER_S
+    now = timezone.now()
+    queued = now - dt.timedelta(seconds=3 * after)
+    # Last sent after waiting 2 x JOBS_REDISPATCH_AFTER_S, 1.5 x ago: too soon to send again.
+    sent = now - dt.timedelta(seconds=1.5 * after)
+    EncodeJob.objects.filter(pk=job_id).update(queued_at=queued, dispatched_at=sent)
+    assert services.encode_jobs_sweep(now=now).redispatched == 0
+    assert undispatched == []
+    # Once the wait since that send exceeds the wait before it, it goes out again.
+    later = now + dt.timedelta(seconds=0.6 * after)
+    assert services.encode_jobs_sweep(now=later).redispatched == 1
+    assert undispatched == [str(job_id)]
+    assert EncodeJob.objects.get(pk=job_id).dispatched_at == later
+
+
 # --- boundaries ------------------------------------------------------------------------------
 
 
