@@ -23,13 +23,42 @@ migration that renames a column fails there until this file follows.
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
+import select
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import DatabaseError, connection
-from psycopg.pq import ExecStatus
+from psycopg import errors as pg_errors
+from psycopg import pq
+from psycopg.adapt import PyFormat, Transformer
 
-TUPLES_OK = ExecStatus.TUPLES_OK
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One statement's outcome: its rows (tuples, loaded by psycopg's loaders) and the number
+    of rows it affected or returned."""
+
+    rows: list[tuple[Any, ...]]
+    rowcount: int
+
+
+@dataclass
+class _Session:
+    """What this module prepared on one psycopg connection: (sql, parameter types) -> name."""
+
+    prepared: dict[tuple[str, tuple[int, ...]], bytes] = field(default_factory=dict)
+
+
+_sessions: weakref.WeakKeyDictionary[psycopg.Connection[Any], _Session] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _raw_connection() -> psycopg.Connection[Any]:
@@ -45,45 +74,137 @@ def _raw_connection() -> psycopg.Connection[Any]:
     return raw
 
 
-def execute_batch(statements: list[tuple[str, Any]]) -> list[psycopg.Cursor[Any]]:
-    """Run `statements` (sql, params) in order, in one pipeline: one round trip, server-side
-    parameter binding and prepared statements (each statement is parsed and planned once per
-    connection, not once per request; no client-side quoting of every parameter). Returns one
-    cursor per statement (rows, rowcount).
+@functools.lru_cache(maxsize=64)
+def _numbered(sql: str) -> bytes:
+    """`%s` placeholders as PostgreSQL's `$1, $2, ...` (the statements here use no other %)."""
+    counter = iter(range(1, 1 << 16))
+    return re.sub("%s", lambda _: f"${next(counter)}", sql).encode()
+
+
+def execute_batch(statements: list[tuple[str, Any]]) -> list[Result]:
+    """Run `statements` (sql, params) in order in one round trip, and return one Result each.
+
+    Driven on libpq's pipeline directly (psycopg's `pq` layer, its C adapters for the
+    parameters and rows): psycopg's cursor and pipeline objects cost more CPU than the
+    statements themselves on this path. Each statement is a server-side prepared statement,
+    parsed and planned once per connection (`DATABASE_PREPARED_STATEMENTS=0`: unnamed ones,
+    for a pooler that cannot keep them). psycopg itself never prepares on these connections
+    (Django leaves its prepare_threshold at None), so it never sends the DEALLOCATE ALL that
+    would drop ours.
 
     PostgreSQL runs them one after the other, each with its own snapshot, so a read after
     `SELECT ... FOR UPDATE` sees what the lock holder committed. A failing statement aborts
     the rest of the batch and raises Django's database errors, as the ORM would."""
     with connection.wrap_database_errors:
         raw = _raw_connection()
-        done: list[psycopg.Cursor[Any]] = []
-        with raw.pipeline():
-            for sql, params in statements:
-                statement = psycopg.Cursor(raw)
-                # Prepared at first use, unless DATABASE_PREPARED_STATEMENTS=0 (settings.py
-                # then sets the connection's prepare_threshold to None, which wins).
-                statement.execute(sql, params, prepare=params is not None)
-                done.append(statement)
-        return done
+        try:
+            return _run(raw, statements)
+        except psycopg.Error:
+            raise
+        except BaseException:
+            # Interrupted half-way through the protocol: the connection's state is unknown.
+            raw.close()
+            raise
 
 
-def rows(statement: psycopg.Cursor[Any]) -> list[Any]:
-    # The result's status, not `description`: that builds a Column object per column.
-    result = statement.pgresult
-    return statement.fetchall() if result is not None and result.status == TUPLES_OK else []
+def _run(raw: psycopg.Connection[Any], statements: list[tuple[str, Any]]) -> list[Result]:
+    pgconn = raw.pgconn
+    if pgconn.pipeline_status != pq.PipelineStatus.OFF or raw.closed:
+        raise pg_errors.InterfaceError("the connection is busy or closed")
+    session = _sessions.get(raw)
+    if session is None:
+        session = _sessions[raw] = _Session()
+    prepare = settings.DATABASE_PREPARED_STATEMENTS
+    tx = Transformer(raw)
+    # One entry per result the server will send: None for a PREPARE, else the index of the
+    # statement; and the names to remember once their PREPARE succeeded.
+    expected: list[int | None] = []
+    new_names: list[tuple[tuple[str, tuple[int, ...]], bytes]] = []
+    pgconn.enter_pipeline_mode()
+    try:
+        for index, (sql, params) in enumerate(statements):
+            query = _numbered(sql)
+            if params is None:
+                pgconn.send_query_params(query, None)
+                expected.append(index)
+                continue
+            values = tx.dump_sequence(params, [PyFormat.TEXT] * len(params))
+            types = tuple(tx.types or ())
+            if not prepare:
+                pgconn.send_query_params(query, values, param_types=types)
+                expected.append(index)
+                continue
+            key = (sql, types)
+            name = session.prepared.get(key)
+            if name is None:
+                name = f"sdk_{len(session.prepared) + len(new_names)}".encode()
+                pgconn.send_prepare(name, query, param_types=types)
+                expected.append(None)
+                new_names.append((key, name))
+            pgconn.send_query_prepared(name, values)
+            expected.append(index)
+        pgconn.pipeline_sync()
+        results = _collect(pgconn)
+    finally:
+        if pgconn.pipeline_status != pq.PipelineStatus.OFF and not pgconn.is_busy():
+            with contextlib.suppress(psycopg.Error):
+                pgconn.exit_pipeline_mode()
+    first_error: pg_errors.Error | None = None
+    out: list[Result | None] = [None] * len(statements)
+    prepared_ok: list[bool] = []
+    for slot, res in zip(expected, results, strict=True):
+        if res.status not in _OK:
+            if first_error is None and res.status == pq.ExecStatus.FATAL_ERROR:
+                first_error = pg_errors.error_from_result(res, encoding=raw.info.encoding)
+            if slot is None:
+                prepared_ok.append(False)
+            continue
+        if slot is None:
+            prepared_ok.append(True)
+            continue
+        rows: list[tuple[Any, ...]] = []
+        if res.status == pq.ExecStatus.TUPLES_OK and res.ntuples:
+            tx.set_pgresult(res)
+            rows = tx.load_rows(0, res.ntuples, tuple)
+        out[slot] = Result(rows, res.command_tuples or 0)
+    for (key, name), ok in zip(new_names, prepared_ok, strict=True):
+        if ok:
+            session.prepared[key] = name
+    if first_error is not None:
+        raise first_error
+    return [r if r is not None else Result([], 0) for r in out]
+
+
+def _collect(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
+    """Send what is buffered, then read every result up to the pipeline's sync point."""
+    fd = pgconn.socket
+    while pgconn.flush():
+        select.select([fd], [fd], [])
+        pgconn.consume_input()
+    results: list[pq.abc.PGresult] = []
+    while True:
+        while pgconn.is_busy():
+            select.select([fd], [], [])
+            pgconn.consume_input()
+        res = pgconn.get_result()
+        if res is None:
+            continue  # the end of one statement's results
+        if res.status == pq.ExecStatus.PIPELINE_SYNC:
+            return results
+        results.append(res)
+
+
+def rows(result: Result) -> list[Any]:
+    return result.rows
 
 
 def rollback_quietly() -> None:
     """End a transaction opened with BEGIN on an autocommit connection (no-op outside one)."""
     raw = connection.connection
-    if raw is None:  # closed: its transaction went with it; do not reconnect
+    if raw is None or raw.closed:  # closed: its transaction went with it; do not reconnect
         return
-    # psycopg's own rollback, never a ROLLBACK statement in a pipeline: a rollback makes
-    # psycopg forget its prepared statements and queue a DEALLOCATE ALL, which in pipeline
-    # mode would go out *after* the next request's first Parse and drop that statement too
-    # ("prepared statement _pg3_N does not exist" on the request after).
     with contextlib.suppress(DatabaseError), connection.wrap_database_errors:
-        raw.rollback()  # a no-op when the server reports no open transaction
+        raw.rollback()  # psycopg's own: a no-op when the server reports no open transaction
 
 
 LOCK_LICENCE = """

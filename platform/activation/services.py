@@ -625,9 +625,9 @@ def _load_activation(activation_id: uuid.UUID) -> Activation | None:
         return Activation.objects.select_related("licence__policy").filter(pk=activation_id).first()
     # Raw SQL: the ORM spends more time building this join than PostgreSQL answering it.
     (loaded,) = pg.execute_batch([(pg.LOAD_FOR_HEARTBEAT, (activation_id,))])
-    row = loaded.fetchone()
-    if row is None:
+    if not loaded.rows:
         return None
+    row = loaded.rows[0]
     (licence_id, fingerprint, device_public_key, platform, hostname, state) = row[:6]
     (activated_at, first_beat, last_beat, last_seen, ended_at) = row[6:11]
     (key_id, cert_expires, cert_valid_until) = row[11:14]

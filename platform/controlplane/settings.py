@@ -164,16 +164,12 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-# Server-side prepared statements for the psycopg cursors with server-side binding (the SDK
-# hot path, activation/pg.py; usage batches, metering). Turn off behind a pooler that cannot
-# keep them across transactions (PgBouncer < 1.21 in transaction mode). Django disables
-# psycopg's preparing (prepare_threshold=None) unless OPTIONS asks for it; the ORM's
-# client-side-binding cursors never prepare either way.
+# Server-side prepared statements on the SDK hot path (activation/pg.py prepares its own on
+# each connection). Turn off behind a pooler that cannot keep them across transactions
+# (PgBouncer < 1.21 in transaction mode). psycopg itself prepares nothing: Django leaves its
+# prepare_threshold at None, and it must stay so (psycopg would otherwise send DEALLOCATE ALL
+# after any rollback, dropping the hot path's statements too).
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
-        5 if DATABASE_PREPARED_STATEMENTS else None
-    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite serialises writers; a busy timeout turns contention into waiting instead of errors.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

@@ -401,9 +401,8 @@ def _insert_batch_postgres(
 
     connection.ensure_connection()
     # A plain psycopg cursor (server-side binding) instead of Django's client-side one: the
-    # ~300 KB body travels as one bound parameter instead of being escaped into the SQL text,
-    # and psycopg prepares the statement after a few executions on the connection. Same
-    # connection, so it runs inside the service's transaction.
+    # ~300 KB body travels as one bound parameter instead of being escaped into the SQL text.
+    # Same connection, so it runs inside the service's transaction.
     with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(
             _batch_sql(),
