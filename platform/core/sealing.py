@@ -56,15 +56,18 @@ def kek_id(secret: str | None = None) -> str:
     return hashlib.sha256(b"kek-id:" + value.encode()).hexdigest()[:16]
 
 
+def _derived_key(purpose: Purpose, secret: str) -> bytes:
+    """32 uniform bytes for `purpose` from any KEK string (passphrase, base64 blob): HKDF."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=purpose.salt, info=purpose.info).derive(
+        secret.encode()
+    )
+
+
 def _aead(purpose: Purpose, secret: str) -> AESGCM:
     cache_key = (kek_id(secret), purpose.salt, purpose.info)
     aead = _aead_cache.get(cache_key)
     if aead is None:
-        # HKDF turns any KEK string (passphrase, base64 blob) into exactly 32 uniform bytes.
-        derived = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=purpose.salt, info=purpose.info
-        ).derive(secret.encode())
-        aead = AESGCM(derived)
+        aead = AESGCM(_derived_key(purpose, secret))
         with _lock:
             _aead_cache[cache_key] = aead
     return aead
@@ -93,9 +96,7 @@ def keyed_digest(purpose: Purpose, message: bytes) -> str:
     cache_key = (kek_id(secret), purpose.salt, purpose.info)
     key = _mac_keys.get(cache_key)
     if key is None:
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=purpose.salt, info=purpose.info
-        ).derive(secret.encode())
+        key = _derived_key(purpose, secret)
         with _lock:
             _mac_keys[cache_key] = key
     return hmac.new(key, message, hashlib.sha256).hexdigest()

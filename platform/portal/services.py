@@ -227,6 +227,15 @@ def looks_like_recovery_code(code: str) -> bool:
     return bool(RECOVERY_CODE_RE.match(code.strip().lower().replace(" ", "")))
 
 
+def _confirmed_device_locked(user: AbstractBaseUser) -> TotpDevice | None:
+    """The user's confirmed TOTP device, row-locked (inside the caller's transaction)."""
+    return (
+        TotpDevice.objects.select_for_update()
+        .filter(user_id=user.pk, confirmed_at__isnull=False)
+        .first()
+    )
+
+
 def totp_recovery_codes_issue(
     *, actor: Actor, user: AbstractBaseUser, customer_id: uuid.UUID
 ) -> list[str]:
@@ -237,11 +246,7 @@ def totp_recovery_codes_issue(
         raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(10))
         codes.append(f"{raw[:5]}-{raw[5:]}")
     with transaction.atomic():
-        device = (
-            TotpDevice.objects.select_for_update()
-            .filter(user_id=user.pk, confirmed_at__isnull=False)
-            .first()
-        )
+        device = _confirmed_device_locked(user)
         if device is None:
             raise Conflict("Turn two-factor sign-in on first.", code="TOTP_NOT_ON")
         device.recovery_code_digests = [_recovery_digest(user.pk, code) for code in codes]
@@ -263,11 +268,7 @@ def totp_recovery_code_use(*, user: AbstractBaseUser, code: str, request_id: str
         return False
     presented = _recovery_digest(user.pk, code)
     with transaction.atomic():
-        device = (
-            TotpDevice.objects.select_for_update()
-            .filter(user_id=user.pk, confirmed_at__isnull=False)
-            .first()
-        )
+        device = _confirmed_device_locked(user)
         if device is None:
             return False
         digests = list(device.recovery_code_digests or [])
