@@ -38,6 +38,7 @@ from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+_OPEN = -1  # an implicit BEGIN in the list of expected results
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,18 @@ def _run(raw: psycopg.Connection[Any], statements: list[tuple[str, Any]]) -> lis
         session = _sessions[raw] = _Session()
     prepare = settings.DATABASE_PREPARED_STATEMENTS
     tx = Transformer(raw)
-    # One entry per result the server will send: None for a PREPARE, else the index of the
-    # statement; and the names to remember once their PREPARE succeeded.
+    # One entry per result the server will send: None for a PREPARE, _OPEN for an implicit
+    # BEGIN, else the index of the statement; and the names to remember once their PREPARE
+    # succeeded.
     expected: list[int | None] = []
     new_names: list[tuple[tuple[str, tuple[int, ...]], bytes]] = []
     pgconn.enter_pipeline_mode()
     try:
+        if not raw.autocommit and pgconn.transaction_status == pq.TransactionStatus.IDLE:
+            # Inside Django's atomic block psycopg opens the transaction lazily, before its
+            # first statement; when these come first, open it here, as psycopg would.
+            pgconn.send_query_params(b"BEGIN", None)
+            expected.append(_OPEN)
         for index, (sql, params) in enumerate(statements):
             query = _numbered(sql)
             if params is None:
@@ -161,6 +168,8 @@ def _run(raw: psycopg.Connection[Any], statements: list[tuple[str, Any]]) -> lis
             continue
         if slot is None:
             prepared_ok.append(True)
+            continue
+        if slot == _OPEN:
             continue
         rows: list[tuple[Any, ...]] = []
         if res.status == pq.ExecStatus.TUPLES_OK and res.ntuples:

@@ -231,3 +231,25 @@ def test_hot_path_statements_are_prepared_and_survive_a_refusal(acme_licence: Li
         assert beat.status_code == 200, beat.content
         again = post_json(client, ACTIVATE, first.activation_body(acme_licence.key))
         assert again.status_code == 200, again.content
+
+
+def test_a_heartbeat_inside_a_rolled_back_transaction_leaves_nothing(
+    acme_licence: Licence,
+) -> None:
+    """Inside a caller's atomic block the hot path's statements belong to the caller's
+    transaction, even when they are its first statements (psycopg opens it lazily)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the raw statements are the PostgreSQL path")
+    from activation.models import Activation
+    from activation.sdk_api import _fast_signed_input
+    from django.db import transaction
+
+    device = Device()
+    response = post_json(Client(), ACTIVATE, device.activation_body(acme_licence.key))
+    device.activation_id = response.json()["activation_id"]
+    values = _fast_signed_input(device.signed_body("heartbeat"))
+    assert values is not None
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.activation_heartbeat(**values)  # the block's first statements
+        raise RuntimeError("the caller changes its mind")
+    assert Activation.objects.get().last_heartbeat_at is None
