@@ -203,10 +203,6 @@ def _collect(pgconn: pq.abc.PGconn) -> list[pq.abc.PGresult]:
         results.append(res)
 
 
-def rows(result: Result) -> list[Any]:
-    return result.rows
-
-
 def rollback_quietly() -> None:
     """End a transaction opened with BEGIN on an autocommit connection (no-op outside one)."""
     raw = connection.connection

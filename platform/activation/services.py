@@ -92,14 +92,13 @@ def _verify_licence_key(
     licence_key: str, snapshot: keys.KeyringSnapshot, now_ts: int
 ) -> licensing.LicenceClaims:
     cache_key = (snapshot.version, licence_key)
-    claims = _verified_keys.get(cache_key) if snapshot.version else None
+    claims = _verified_keys.get(cache_key)
     try:
         if claims is None:
             claims = licensing.verify_licence_key(licence_key, snapshot.keyring, now=now_ts)
-            if snapshot.version:
-                if len(_verified_keys) >= _VERIFIED_KEYS_MAX:
-                    _verified_keys.clear()
-                _verified_keys[cache_key] = claims
+            if len(_verified_keys) >= _VERIFIED_KEYS_MAX:
+                _verified_keys.clear()
+            _verified_keys[cache_key] = claims
         else:
             licensing.check_validity_window(
                 issued_at=claims.issued_at,
@@ -463,7 +462,7 @@ def _take_seat_statements(
         ),
     ]
     *_, locked_rows, seat_rows = pg.execute_batch(statements)
-    locked, seats = pg.rows(locked_rows), pg.rows(seat_rows)
+    locked, seats = locked_rows.rows, seat_rows.rows
     if not locked or locked[0][3] != req.key_sha:
         raise _unknown_licence()
     row = locked[0]
@@ -498,7 +497,7 @@ def _take_seat_statements(
             kind=activate,
             limit=rate_limit,
             window_s=rate_window_s,
-            oldest=pg.rows(oldest)[0][0],
+            oldest=oldest.rows[0][0],
             now=now,
         )
     in_use = seats[0][1]

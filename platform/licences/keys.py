@@ -63,7 +63,7 @@ class KeyringSnapshot:
     newest_key_id: str | None
     # A digest of every key's id, public half and state: equal versions verify alike, so a
     # verification result may be reused across reloads of an unchanged keyring.
-    version: str = ""
+    version: str
 
 
 # The keyring changes only on rotation/retirement, yet every SDK request needs it: keep it for
