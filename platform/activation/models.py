@@ -16,8 +16,9 @@ class Activation(models.Model):
         REVOKED = "revoked", "Revoked"  # its licence was revoked
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: activation_licence_state_idx starts with licence_id.
     licence = models.ForeignKey(
-        "licences.Licence", on_delete=models.PROTECT, related_name="activations"
+        "licences.Licence", on_delete=models.PROTECT, related_name="activations", db_index=False
     )
     fingerprint = models.TextField(help_text="licensing.Fingerprint string.")
     device_public_key = models.BinaryField(max_length=32)
@@ -39,7 +40,15 @@ class Activation(models.Model):
         ordering = ["-activated_at"]
         indexes = [
             models.Index(fields=["licence", "state"], name="activation_licence_state_idx"),
-            models.Index(fields=["state", "last_seen_at"], name="activation_state_seen_idx"),
+            # Partial, for the stale-activation sweep (active, by last heartbeat): a
+            # (state, last_seen_at) index also matched `state = %s`, and on a young table's
+            # statistics the planner counted a licence's seats through it (every active
+            # activation of every licence).
+            models.Index(
+                fields=["last_seen_at"],
+                name="activation_active_seen_idx",
+                condition=models.Q(state="active"),
+            ),
             models.Index(
                 fields=["certificate_valid_until"],
                 name="activation_revocable_idx",
@@ -63,8 +72,12 @@ class ActivationEvent(models.Model):
         DEACTIVATE = "deactivate", "Deactivate"
 
     id = models.BigAutoField(primary_key=True)
+    # No index of its own: activation_event_rate_idx starts with licence_id.
     licence = models.ForeignKey(
-        "licences.Licence", on_delete=models.CASCADE, related_name="activation_events"
+        "licences.Licence",
+        on_delete=models.CASCADE,
+        related_name="activation_events",
+        db_index=False,
     )
     activation = models.ForeignKey(
         Activation, null=True, on_delete=models.SET_NULL, related_name="events"

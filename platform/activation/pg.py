@@ -9,6 +9,12 @@ Activation, inside one transaction (durable commit):
 3. `INSERT_ACTIVATION` / `REACTIVATE`: one statement whose data-modifying CTEs write the
    activation, its ActivationEvent and the audit row.
 
+The common case, a machine new to a licence whose row this process has read before, takes one
+round trip: `LOCK_LICENCE` then `INSERT_ACTIVATION_IF_FREE`, which writes the same three rows
+only if the licence row still equals what the request was decided on and steps 2's rules
+leave nothing to decide (under the rate limit, a free seat, and no active activation sharing a
+fingerprint component). Otherwise it writes nothing and the three steps above run.
+
 Heartbeat: one SELECT (activation + licence + policy), then one conditional UPDATE in its own
 implicit transaction whose commit does not wait for the WAL flush (`set_config(...,
 is_local)`); that is the heartbeat's documented trade-off (timestamps only), never used for a
@@ -33,9 +39,10 @@ from typing import Any
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection
+from psycopg import abc, pq
 from psycopg import errors as pg_errors
-from psycopg import pq
-from psycopg.adapt import PyFormat, Transformer
+from psycopg.adapt import AdaptersMap, PyFormat, Transformer
+from psycopg.types.datetime import TimestamptzLoader
 
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 _OPEN = -1  # an implicit BEGIN in the list of expected results
@@ -52,14 +59,35 @@ class Result:
 
 @dataclass
 class _Session:
-    """What this module prepared on one psycopg connection: (sql, parameter types) -> name."""
+    """What this module keeps per psycopg connection: what it prepared ((sql, parameter types)
+    -> name), and one Transformer (its dumpers and loaders are built once per connection, as
+    a psycopg cursor keeps its own)."""
 
+    transformer: abc.Transformer
     prepared: dict[tuple[str, tuple[int, ...]], bytes] = field(default_factory=dict)
 
 
 _sessions: weakref.WeakKeyDictionary[psycopg.Connection[Any], _Session] = (
     weakref.WeakKeyDictionary()
 )
+
+
+class _Context:
+    """An adaptation context (what psycopg's Transformer reads): the connection, and adapters."""
+
+    def __init__(self, raw: psycopg.Connection[Any], adapters: AdaptersMap) -> None:
+        self.connection = raw
+        self.adapters = adapters
+
+
+def _transformer(raw: psycopg.Connection[Any]) -> abc.Transformer:
+    """The connection's adapters, except for timestamptz: psycopg's own loader (C) instead of
+    Django's subclass of the pure-Python one, which cost as much as a statement here. Both give
+    an aware datetime of the same instant (Django's with datetime.UTC, psycopg's with the
+    session's zone, UTC on Django's connections)."""
+    adapters = AdaptersMap(raw.adapters)
+    adapters.register_loader("timestamptz", TimestamptzLoader)
+    return Transformer(_Context(raw, adapters))
 
 
 def _raw_connection() -> psycopg.Connection[Any]:
@@ -114,9 +142,9 @@ def _run(raw: psycopg.Connection[Any], statements: list[tuple[str, Any]]) -> lis
         raise pg_errors.InterfaceError("the connection is busy or closed")
     session = _sessions.get(raw)
     if session is None:
-        session = _sessions[raw] = _Session()
+        session = _sessions[raw] = _Session(_transformer(raw))
     prepare = settings.DATABASE_PREPARED_STATEMENTS
-    tx = Transformer(raw)
+    tx = session.transformer
     # One entry per result the server will send: None for a PREPARE, _OPEN for an implicit
     # BEGIN, else the index of the statement; and the names to remember once their PREPARE
     # succeeded.
@@ -274,6 +302,66 @@ INSERT INTO core_auditlog (
     customer_id, changes
 )
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+"""
+
+# One statement, after LOCK_LICENCE in the same transaction (so its snapshot is taken with the
+# lock held, like SEATS): insert the activation, its event and the audit row only if the licence
+# and policy columns are still those the caller decided on (the LOCK_LICENCE row it saw before,
+# compared column by column), the rate limit and the seat limit leave room, and no active
+# activation shares a fingerprint component (a possible re-activation: the full path decides).
+# Inserts nothing otherwise. Params: licence id; the 12 LOCK_LICENCE columns from customer_id on
+# (key_sha256 included); licence id, event kind, now; licence id, state; licence id, state,
+# components (text[]); then
+# INSERT_ACTIVATION's activation columns without licence_id, event kind and created_at, and
+# the audit row values.
+# The subqueries take the licence id as a parameter, not `l.id`: correlated on l.id, the
+# planner may count seats through an index on state alone (every active activation).
+INSERT_ACTIVATION_IF_FREE = """
+WITH free AS (
+    SELECT l.id
+    FROM licences_licence l JOIN licences_licencepolicy p ON p.id = l.policy_id
+    WHERE l.id = %s
+      AND (l.customer_id, l.policy_id, l.state, l.key_sha256, l.max_activations,
+           l.entitlements::text, l.expires_at,
+           p.certificate_lifetime_s, p.offline_grace_s, p.heartbeat_window_s,
+           p.activation_rate_limit, p.activation_rate_window_s)
+          IS NOT DISTINCT FROM (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+      AND (
+          SELECT count(*) FROM activation_activationevent e
+          WHERE e.licence_id = %s AND e.kind = %s
+            AND e.created_at > %s - p.activation_rate_window_s * interval '1 second'
+      ) < p.activation_rate_limit
+      AND (
+          SELECT count(*) FROM activation_activation s WHERE s.licence_id = %s AND s.state = %s
+      ) < l.max_activations
+      AND NOT EXISTS (
+          SELECT 1 FROM activation_activation a
+          WHERE a.licence_id = %s AND a.state = %s
+            AND EXISTS (
+                SELECT 1 FROM unnest(%s::text[]) AS c (part) WHERE strpos(a.fingerprint, c.part) > 0
+            )
+      )
+), activation AS (
+    INSERT INTO activation_activation (
+        id, licence_id, fingerprint, device_public_key, platform, hostname, state,
+        activated_at, last_seen_at, certificate_key_id, certificate_expires_at,
+        certificate_valid_until
+    )
+    SELECT %s::uuid, free.id, %s::text, %s::bytea, %s::text, %s::text, %s::text,
+           %s::timestamptz, %s::timestamptz, %s::text, %s::timestamptz, %s::timestamptz
+    FROM free
+    RETURNING id, licence_id
+), event AS (
+    INSERT INTO activation_activationevent (licence_id, activation_id, kind, created_at)
+    SELECT licence_id, id, %s::text, %s::timestamptz FROM activation
+)
+INSERT INTO core_auditlog (
+    created_at, actor_kind, actor_label, request_id, action, object_type, object_id,
+    customer_id, changes
+)
+SELECT %s::timestamptz, %s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::uuid,
+       %s::jsonb
+FROM activation
 """
 
 REACTIVATE = """

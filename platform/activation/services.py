@@ -425,22 +425,187 @@ def _json_field(value: Any) -> Any:
 
 
 def _take_seat_postgresql(req: _SeatRequest) -> _SeatTaken:
-    """The same rules as `_take_seat_orm` in two round trips and one durable commit (see
-    activation/pg.py): [BEGIN; lock licence + policy; read events + seats under the lock], then
-    [write activation + event + audit row; COMMIT]. Inside a caller's transaction it runs in a
-    savepoint and leaves the commit to the caller."""
+    """The same rules as `_take_seat_orm` with one durable commit (see activation/pg.py): a new
+    machine on a licence row this process has read before in one round trip, [BEGIN; lock;
+    conditional insert; COMMIT]; otherwise (or when that wrote nothing) two: [BEGIN; lock
+    licence + policy; read events + seats under the lock], then [write activation + event +
+    audit row; COMMIT]. Inside a caller's transaction it runs in a savepoint and leaves the
+    commit to the caller."""
     try:
         licence_id = uuid.UUID(req.licence_id)
     except (TypeError, ValueError, AttributeError):
         raise _unknown_licence() from None
     if connection.in_atomic_block or not connection.get_autocommit():
         with transaction.atomic():
-            return _take_seat_statements(req, licence_id, own_transaction=False)
+            return _take_seat_pg(req, licence_id, own_transaction=False)
     try:
-        return _take_seat_statements(req, licence_id, own_transaction=True)
+        return _take_seat_pg(req, licence_id, own_transaction=True)
     except BaseException:
         pg.rollback_quietly()
         raise
+
+
+def _take_seat_pg(req: _SeatRequest, licence_id: uuid.UUID, *, own_transaction: bool) -> _SeatTaken:
+    row = _licence_rows.get(licence_id)
+    if row is not None:
+        taken = _take_new_seat_in_one_trip(req, licence_id, row, own_transaction=own_transaction)
+        if taken is not None:
+            return taken
+    return _take_seat_statements(req, licence_id, own_transaction=own_transaction)
+
+
+# The LOCK_LICENCE row (licence + policy columns) this process read last, per licence: the
+# one-trip path decides on it and has PostgreSQL check, under the lock, that it still holds.
+_licence_rows: dict[uuid.UUID, tuple[Any, ...]] = {}
+_LICENCE_ROWS_MAX = 4096
+
+
+def _remember_licence_row(licence_id: uuid.UUID, row: tuple[Any, ...]) -> None:
+    if len(_licence_rows) >= _LICENCE_ROWS_MAX and licence_id not in _licence_rows:
+        _licence_rows.clear()
+    _licence_rows[licence_id] = row
+
+
+def _licence_from_row(
+    licence_id: uuid.UUID, key_sha: str, row: tuple[Any, ...]
+) -> tuple[Licence, LicencePolicy]:
+    (customer_id, policy_id, state, _, max_activations, entitlements, expires_at) = row[:7]
+    lifetime_s, grace_s, window_s, rate_limit, rate_window_s = row[7:]
+    policy = _loaded(
+        LicencePolicy,
+        id=policy_id,
+        certificate_lifetime_s=lifetime_s,
+        offline_grace_s=grace_s,
+        heartbeat_window_s=window_s,
+        activation_rate_limit=rate_limit,
+        activation_rate_window_s=rate_window_s,
+    )
+    licence = _loaded(
+        Licence,
+        {"policy": policy},
+        id=licence_id,
+        customer_id=customer_id,
+        policy_id=policy_id,
+        state=state,
+        key_sha256=key_sha,
+        max_activations=max_activations,
+        entitlements=_json_field(entitlements),
+        expires_at=expires_at,
+    )
+    return licence, policy
+
+
+def _seat_written(
+    req: _SeatRequest, licence: Licence, policy: LicencePolicy, match_id: uuid.UUID | None
+) -> tuple[Activation, str, int, list[Any], list[Any]]:
+    """The activation as it will be written, its certificate (token, expiry), and the values
+    of the write: the activation's columns (INSERT_ACTIVATION's order, or REACTIVATE's when
+    `match_id` re-uses an activation), then the event's and the audit row's."""
+    now = req.now
+    activation = _loaded(
+        Activation,
+        {"licence": licence},
+        id=match_id or uuid.uuid4(),
+        licence_id=licence.pk,
+        fingerprint=req.fingerprint,
+        device_public_key=req.device_public_key,
+        platform=req.platform,
+        hostname=req.hostname,
+        state=Activation.State.ACTIVE.value,
+        activated_at=now,
+        last_seen_at=now,
+    )
+    token, expires_ts, key_id = _issue_certificate(
+        activation=activation,
+        licence=licence,
+        policy=policy,
+        now=now,
+        now_ts=req.now_ts,
+        snapshot=req.snapshot,
+    )
+    _set_certificate(activation, expires_ts, key_id, policy.offline_grace_s)
+    if match_id is None:
+        columns = [
+            activation.pk,
+            licence.pk,
+            req.fingerprint,
+            req.device_public_key,
+            req.platform,
+            req.hostname,
+            activation.state,
+            now,
+            now,
+            key_id,
+            activation.certificate_expires_at,
+            activation.certificate_valid_until,
+        ]
+    else:
+        columns = [
+            req.fingerprint,
+            req.device_public_key,
+            req.platform,
+            req.hostname,
+            now,
+            activation.certificate_expires_at,
+            activation.certificate_valid_until,
+            key_id,
+            activation.pk,
+        ]
+    actor, changes = _activation_audit(req, licence)
+    event_and_audit = [licence.pk, activation.pk, ActivationEvent.Kind.ACTIVATE.value, now]
+    event_and_audit += audit_row_values(
+        actor=actor,
+        action="activation.create" if match_id is None else "activation.reactivate",
+        object_type="activation",
+        object_id=activation.pk,
+        customer_id=licence.customer_id,
+        changes=changes,
+        created_at=now,
+    )
+    return activation, token, expires_ts, columns, event_and_audit
+
+
+def _take_new_seat_in_one_trip(
+    req: _SeatRequest, licence_id: uuid.UUID, row: tuple[Any, ...], *, own_transaction: bool
+) -> _SeatTaken | None:
+    """A new activation in one round trip, decided on the licence row this process read last
+    (`row`); PostgreSQL writes it only if, under the lock, that row is unchanged and the seat
+    rules leave nothing to decide (pg.INSERT_ACTIVATION_IF_FREE). None when it wrote nothing:
+    the caller then runs the full path, which also gives any refusal on the current row."""
+    if row[3] != req.key_sha:
+        return None
+    licence, policy = _licence_from_row(licence_id, req.key_sha, row)
+    try:
+        _check_licence_usable(licence, req.platform)
+    except DomainError:
+        return None
+    activation, token, expires_ts, columns, event_and_audit = _seat_written(
+        req, licence, policy, None
+    )
+    active_state = Activation.State.ACTIVE.value
+    conditions = [
+        licence_id,
+        *row,
+        *(licence_id, ActivationEvent.Kind.ACTIVATE.value, req.now),
+        *(licence_id, active_state),
+        *(licence_id, active_state, _component_needles(req.presented)),
+    ]
+    # The statement takes licence_id from the licence row, and the event's licence and
+    # activation ids from the activation it inserted.
+    params = [*conditions, columns[0], *columns[2:], *event_and_audit[2:]]
+    statements: list[tuple[str, Any]] = [("BEGIN", None)] if own_transaction else []
+    statements += [(pg.LOCK_LICENCE, (licence_id,)), (pg.INSERT_ACTIVATION_IF_FREE, params)]
+    # The commit is the default, durable one; when nothing was written it only ends the lock.
+    statements += [("COMMIT", None)] if own_transaction else []
+    results = pg.execute_batch(statements)
+    locked, inserted = results[1:3] if own_transaction else results[0:2]
+    if inserted.rowcount != 1:
+        if locked.rows:
+            _remember_licence_row(licence_id, locked.rows[0])
+        else:
+            _licence_rows.pop(licence_id, None)
+        return None
+    return activation, licence, token, expires_ts, False
 
 
 def _take_seat_statements(
@@ -466,29 +631,10 @@ def _take_seat_statements(
     if not locked or locked[0][3] != req.key_sha:
         raise _unknown_licence()
     row = locked[0]
-    (customer_id, policy_id, state, _, max_activations, entitlements, expires_at) = row[:7]
-    lifetime_s, grace_s, window_s, rate_limit, rate_window_s = row[7:]
-    policy = _loaded(
-        LicencePolicy,
-        id=policy_id,
-        certificate_lifetime_s=lifetime_s,
-        offline_grace_s=grace_s,
-        heartbeat_window_s=window_s,
-        activation_rate_limit=rate_limit,
-        activation_rate_window_s=rate_window_s,
-    )
-    licence = _loaded(
-        Licence,
-        {"policy": policy},
-        id=licence_id,
-        customer_id=customer_id,
-        policy_id=policy_id,
-        state=state,
-        key_sha256=req.key_sha,
-        max_activations=max_activations,
-        entitlements=_json_field(entitlements),
-        expires_at=expires_at,
-    )
+    _remember_licence_row(licence_id, row)
+    licence, policy = _licence_from_row(licence_id, req.key_sha, row)
+    max_activations, rate_limit = licence.max_activations, policy.activation_rate_limit
+    rate_window_s = policy.activation_rate_window_s
     _check_licence_usable(licence, req.platform)
     if seats[0][0] >= rate_limit:
         since = now - dt.timedelta(seconds=rate_window_s)
@@ -509,70 +655,11 @@ def _take_seat_statements(
     )
     if match_id is None and in_use >= max_activations:
         raise _seat_limit(licence, in_use)
-    activation = _loaded(
-        Activation,
-        {"licence": licence},
-        id=match_id or uuid.uuid4(),
-        licence_id=licence_id,
-        fingerprint=req.fingerprint,
-        device_public_key=req.device_public_key,
-        platform=req.platform,
-        hostname=req.hostname,
-        state=active_state,
-        activated_at=now,
-        last_seen_at=now,
+    activation, token, expires_ts, columns, event_and_audit = _seat_written(
+        req, licence, policy, match_id
     )
-    token, expires_ts, key_id = _issue_certificate(
-        activation=activation,
-        licence=licence,
-        policy=policy,
-        now=now,
-        now_ts=req.now_ts,
-        snapshot=req.snapshot,
-    )
-    _set_certificate(activation, expires_ts, key_id, grace_s)
-    actor, changes = _activation_audit(req, licence)
-    if match_id is None:
-        sql = pg.INSERT_ACTIVATION
-        action = "activation.create"
-        params: list[Any] = [
-            activation.pk,
-            licence_id,
-            req.fingerprint,
-            req.device_public_key,
-            req.platform,
-            req.hostname,
-            active_state,
-            now,
-            now,
-            key_id,
-            activation.certificate_expires_at,
-            activation.certificate_valid_until,
-        ]
-    else:
-        sql = pg.REACTIVATE
-        action = "activation.reactivate"
-        params = [
-            req.fingerprint,
-            req.device_public_key,
-            req.platform,
-            req.hostname,
-            now,
-            activation.certificate_expires_at,
-            activation.certificate_valid_until,
-            key_id,
-            activation.pk,
-        ]
-    params += [licence_id, activation.pk, activate, now]
-    params += audit_row_values(
-        actor=actor,
-        action=action,
-        object_type="activation",
-        object_id=activation.pk,
-        customer_id=customer_id,
-        changes=changes,
-        created_at=now,
-    )
+    sql = pg.INSERT_ACTIVATION if match_id is None else pg.REACTIVATE
+    params = columns + event_and_audit
     # The commit is the default, durable one: the activation is a state change.
     pg.execute_batch([(sql, params)] + ([("COMMIT", None)] if own_transaction else []))
     return activation, licence, token, expires_ts, match_id is not None

@@ -121,13 +121,22 @@ class AuditLogListView(APIView):
     def get(self, request: Request) -> Response:
         qs = selectors.audit_log_list(
             customer_id=_uuid_param(request, "customer_id"),
-            object_type=request.query_params.get("object_type", "")[:64] or None,
-            object_id=request.query_params.get("object_id", "")[:64] or None,
-            action=request.query_params.get("action", "")[:64] or None,
+            object_type=_text_param(request, "object_type"),
+            object_id=_text_param(request, "object_id"),
+            action=_text_param(request, "action"),
         )
         return paginated_response(
             request=request, view=self, queryset=qs, serializer_class=AuditLogOutput
         )
+
+
+def _text_param(request: Request, name: str, max_length: int = 64) -> str | None:
+    """A free-text filter, cut to the column's length; NUL is refused (PostgreSQL text cannot
+    hold it, so it would fail the query rather than match nothing)."""
+    raw = request.query_params.get(name, "")[:max_length]
+    if "\x00" in raw:
+        raise serializers.ValidationError({name: ["Null characters are not allowed."]})
+    return raw or None
 
 
 def _uuid_param(request: Request, name: str) -> uuid.UUID | None:

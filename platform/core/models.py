@@ -23,8 +23,8 @@ class AuditLog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
     actor_label = models.CharField(max_length=200, blank=True)
-    request_id = models.CharField(max_length=64, blank=True, db_index=True)
-    action = models.CharField(max_length=64, db_index=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=64)
     object_type = models.CharField(max_length=64)
     object_id = models.CharField(max_length=64)
     # Plain id, not a foreign key: audit rows outlive what they describe and must never cascade.
@@ -33,7 +33,14 @@ class AuditLog(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+        # Plain btree indexes for equality lookups; `db_index=True` on a CharField would add a
+        # second, LIKE-prefix index on PostgreSQL that no query uses (the admin searches with
+        # icontains) and that every audited write (the SDK activation path) would maintain.
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
+            models.Index(fields=["request_id"], name="audit_request_idx"),
+            models.Index(fields=["action"], name="audit_action_idx"),
+        ]
 
     def __str__(self) -> str:
         when = f"{self.created_at:%Y-%m-%d %H:%M:%S}"

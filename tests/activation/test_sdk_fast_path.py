@@ -253,3 +253,100 @@ def test_a_heartbeat_inside_a_rolled_back_transaction_leaves_nothing(
         services.activation_heartbeat(**values)  # the block's first statements
         raise RuntimeError("the caller changes its mind")
     assert Activation.objects.get().last_heartbeat_at is None
+
+
+# --- one round trip for a new machine (PostgreSQL) ----------------------------------------------
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many statements each round trip to PostgreSQL carried (the real pg.execute_batch
+    runs; this only counts)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-trip activation is the PostgreSQL path")
+    from activation import pg
+
+    trips: list[int] = []
+    real = pg.execute_batch
+
+    def counted(statements: list[tuple[str, Any]]) -> list[pg.Result]:
+        trips.append(len(statements))
+        return real(statements)
+
+    monkeypatch.setattr(pg, "execute_batch", counted)
+    return trips
+
+
+def _new_machine(client: Client, licence: Licence) -> Any:
+    return post_json(client, ACTIVATE, Device().activation_body(licence.key))
+
+
+def test_a_new_machine_on_a_known_licence_activates_in_one_round_trip(
+    acme_licence: Licence, round_trips: list[int]
+) -> None:
+    from activation.models import Activation, ActivationEvent
+
+    from core.models import AuditLog
+
+    client = Client()
+    first = post_json(client, ACTIVATE, Device().activation_body(acme_licence.key))
+    assert first.status_code == 201
+    assert len(round_trips) == 2  # the licence row was new to this process
+    round_trips.clear()
+    second = post_json(client, ACTIVATE, Device(hostname="enc-2").activation_body(acme_licence.key))
+    assert second.status_code == 201, second.content
+    assert round_trips == [4]  # BEGIN, lock, conditional insert, COMMIT
+    row = Activation.objects.get(pk=second.json()["activation_id"])
+    assert (row.state, row.hostname) == ("active", "enc-2")
+    assert ActivationEvent.objects.filter(activation=row).count() == 1
+    assert AuditLog.objects.filter(action="activation.create", object_id=str(row.pk)).exists()
+
+
+def test_a_licence_suspended_after_its_row_was_read_refuses_the_next_machine(
+    acme_licence: Licence, round_trips: list[int]
+) -> None:
+    """The one-trip path decides on the licence row this process read before; PostgreSQL
+    sees that it changed, writes nothing, and the full path gives the current answer."""
+    from activation.models import Activation
+    from licences.services import licence_reinstate, licence_suspend
+
+    client = Client()
+    assert _new_machine(client, acme_licence).status_code == 201
+    licence_suspend(actor=TEST_ACTOR, licence_id=acme_licence.pk)
+    refused = post_json(client, ACTIVATE, Device().activation_body(acme_licence.key))
+    assert refused.status_code == 403, refused.content
+    assert refused.json()["error"]["code"] == "LICENCE_SUSPENDED"
+    assert Activation.objects.count() == 1
+    licence_reinstate(actor=TEST_ACTOR, licence_id=acme_licence.pk)
+    assert _new_machine(client, acme_licence).status_code == 201
+
+
+def test_seats_taken_elsewhere_are_counted_by_the_one_trip_path(
+    acme_licence: Licence, round_trips: list[int]
+) -> None:
+    """Another process filled the last seat after this one read the licence row: the
+    conditional insert counts the seats under the lock, so the limit holds."""
+    from activation.models import Activation
+
+    client = Client()
+    assert _new_machine(client, acme_licence).status_code == 201
+    # The second seat goes to a machine activated by another web worker (its own cache).
+    saved = dict(services._licence_rows)
+    services._licence_rows.clear()
+    assert _new_machine(client, acme_licence).status_code == 201
+    services._licence_rows.update(saved)
+    refused = post_json(client, ACTIVATE, Device().activation_body(acme_licence.key))
+    assert refused.status_code == 409
+    assert refused.json()["error"]["details"] == {"max_activations": 2, "active": 2}
+    assert Activation.objects.count() == 2
+
+
+def test_a_lowered_seat_limit_holds_on_the_one_trip_path(
+    acme_licence: Licence, round_trips: list[int]
+) -> None:
+    client = Client()
+    assert _new_machine(client, acme_licence).status_code == 201
+    Licence.objects.filter(pk=acme_licence.pk).update(max_activations=1)
+    refused = post_json(client, ACTIVATE, Device().activation_body(acme_licence.key))
+    assert refused.status_code == 409
+    assert refused.json()["error"]["details"] == {"max_activations": 1, "active": 1}

@@ -138,6 +138,13 @@ def test_state_changes_write_audit_rows_with_the_request_id(operator: Persona) -
     assert listed["results"][0]["request_id"] == "req-12345"
 
 
+def test_audit_log_filters_refuse_a_null_character(operator: Persona) -> None:
+    response = operator.http.get("/api/v1/audit-log/", params={"action": "customer\x00create"})
+    assert response.status_code == 400
+    assert error_code(response) == "VALIDATION_ERROR"
+    assert "action" in response.json()["error"]["details"]
+
+
 def test_an_invalid_request_id_is_replaced(http: Http) -> None:
     response = http.get("/health/live/", headers={"X-Request-ID": "bad id with spaces"})
     assert response.headers["X-Request-ID"] != "bad id with spaces"
