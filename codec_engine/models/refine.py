@@ -1,13 +1,21 @@
 """Encoder-side latent refinement: gradient steps on y for one image, decoder unchanged.
 
-The analysis transform is amortised and so suboptimal for any single image; a few dozen
-Adam steps on the latent itself, against the same rate-distortion objective as training
-(straight-through rounding), lower the cost of this image's bitstream. The decoder
-needs nothing new, so refined and unrefined streams decode alike.
+The analysis transform is amortised and so suboptimal for any single image; Adam steps on
+the latent itself, against the same rate-distortion objective as training, lower the cost
+of this image's bitstream. The decoder needs nothing new, so refined and unrefined streams
+decode alike.
+
+Rounding is relaxed with stochastic Gumbel annealing (Yang et al., "Improving Inference for
+Neural Image Compression", NeurIPS 2020): each element is a random soft choice between its
+floor and ceiling, favouring the nearer one, and the temperature falls so the latent ends on
+integers. Measured here it saves about three times as much as straight-through rounding for
+the same steps (docs/codec.md). The Gumbel noise comes from a generator seeded by the step
+count, so the same input always gives the same bytes.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -15,46 +23,90 @@ from torch import Tensor
 
 from codec_engine.entropy.gaussian import gaussian_likelihood
 from codec_engine.models.losses import distortion
-from codec_engine.models.msh import LAMBDAS, MeanScaleHyperprior
+from codec_engine.models.msh import LAMBDAS, MeanScaleHyperprior, _autocast
 
 if TYPE_CHECKING:
     from codec_engine.models.coding import NeuralImageCodec
+
+#: Initial temperature of the soft rounding and the floor it anneals to.
+TAU_START, TAU_END = 0.5, 0.02
+#: Adam's learning rate on the latent, decayed (cosine) to a tenth over the steps.
+LEARNING_RATE = 0.03
+#: Candidates for "best so far" are scored with hard rounding every few steps of the second
+#: half (early ones are still far from integers and never win) and after the last step.
+_SCORE_FROM, _SCORE_EVERY = 0.5, 4
 
 
 def _ste(x: Tensor) -> Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+def annealed_round(u: Tensor, tau: float, generator: torch.Generator) -> Tensor:
+    """A soft, random choice between floor(u) and ceil(u): sharper as `tau` falls."""
+    lower = torch.floor(u)
+    eps = 1e-5
+    # The nearer integer gets the larger logit; atanh sends a distance of 1 to -inf.
+    logit_lower = -torch.atanh((u - lower).clamp(-1 + eps, 1 - eps)) / tau
+    logit_upper = -torch.atanh((lower + 1 - u).clamp(-1 + eps, 1 - eps)) / tau
+    logits = torch.stack([logit_lower, logit_upper], dim=-1)
+    uniform = torch.rand(logits.shape, generator=generator).clamp_min(1e-10)
+    weights = torch.softmax(logits - torch.log(-torch.log(uniform)), dim=-1)
+    return lower + weights[..., 1]
+
+
 def refine_latent(
-    codec: NeuralImageCodec, x_rgb: Tensor, y: Tensor, quality: int, steps: int, lr: float = 0.02
+    codec: NeuralImageCodec,
+    x_rgb: Tensor,
+    y: Tensor,
+    quality: int,
+    steps: int,
+    lr: float = LEARNING_RATE,
 ) -> Tensor:
     """Return a refined gained latent (same shape as `y`), never worse in loss than `y`."""
     net = codec.net
     lam = LAMBDAS[quality - 1]
     _, dec_gain = codec._gains(quality)
     pixels = x_rgb.shape[2] * x_rgb.shape[3]
+    generator = torch.Generator().manual_seed(steps)
     latent = y.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=lr)
 
-    def loss_of(v: Tensor) -> Tensor:
-        z_hat = _ste(net.h_a(v))
-        mean, scale = MeanScaleHyperprior.split_params(net.h_s(z_hat))
-        y_hat = _ste(v - mean) + mean
+    def loss_of(v: Tensor, tau: float | None) -> Tensor:
+        # bf16 for the transforms while searching (2x faster here), fp32 when scoring.
+        bf16 = tau is not None
+        with _autocast(v, bf16):
+            z = net.h_a(v)
+        z_hat = _ste(z.float())
+        with _autocast(v, bf16):
+            params = net.h_s(z_hat)
+        mean, scale = MeanScaleHyperprior.split_params(params.float())
+        soft = _ste(v - mean) if tau is None else annealed_round(v - mean, tau, generator)
+        y_hat = soft + mean
         bits = -torch.log2(gaussian_likelihood(y_hat, mean, scale)).sum()
         bits = bits - torch.log2(net.density_z.likelihood(z_hat)).sum()
-        x_hat = net.g_s(y_hat * dec_gain) + 0.5
+        with _autocast(v, bf16):
+            x_hat = net.g_s(y_hat * dec_gain).float() + 0.5
         return lam * 255.0**2 * distortion(x_rgb, x_hat).sum() + bits / pixels
 
-    with torch.enable_grad():
+    with torch.no_grad():
         best = y.detach().clone()
-        best_loss = float(loss_of(best))
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_of(latent)
-            loss.backward()  # type: ignore[no-untyped-call]
+        best_loss = float(loss_of(best, None))
+    with torch.enable_grad():
+        for step in range(steps):
+            progress = step / steps
+            tau = max(TAU_START * math.exp(-4.0 * progress), TAU_END)
+            for group in opt.param_groups:
+                group["lr"] = lr * (0.1 + 0.45 * (1.0 + math.cos(math.pi * progress)))
+            loss = loss_of(latent, tau)
+            # Gradients for the latent only: the network's weight gradients are not needed.
+            (grad,) = torch.autograd.grad(loss, [latent])
+            latent.grad = grad
             opt.step()
-            current = loss.item()
-            if current < best_loss:
-                best_loss = current
-                best = latent.detach().clone()
+            last = step == steps - 1
+            if last or (progress >= _SCORE_FROM and step % _SCORE_EVERY == 0):
+                with torch.no_grad():
+                    current = float(loss_of(latent, None))
+                if current < best_loss:
+                    best_loss = current
+                    best = latent.detach().clone()
     return best
