@@ -194,11 +194,12 @@ class Model:
             assert isinstance(x, torch.Tensor)
             y = self.codec.analyse(x, self.quality)
             reference = references[i] if references is not None else None
+            z = None
             if refine_steps > 0 and reference is None:
                 from codec_engine.models.refine import refine_latent
 
-                y = refine_latent(self.codec, x, y, self.quality, refine_steps)
-            code, y_hat = self.codec.compress_latent(y, reference)
+                y, z = refine_latent(self.codec, x, y, self.quality, refine_steps)
+            code, y_hat = self.codec.compress_latent(y, reference, z)
             if reconstruct:
                 rec = self.codec.synthesise(y_hat, self.quality)
                 recon[top : top + th, left : left + tw] = _to_uint8(rec, th, tw)

@@ -133,13 +133,16 @@ class NeuralImageCodec:
 
     @torch.no_grad()
     def compress_latent(
-        self, y: Tensor, reference: Tensor | None = None
+        self, y: Tensor, reference: Tensor | None = None, z: Tensor | None = None
     ) -> tuple[TileCode, Tensor]:
         """Code a gained latent (as a P-frame tile when `reference`, the previous decoded
-        latent of the tile, is given); returns the code and the dequantised latent y_hat."""
-        with _threads(self.threads):
-            # A P-frame's side information describes what changed, not the whole picture.
-            z = self.net.h_a(y if reference is None else y - reference)
+        latent of the tile, is given); returns the code and the dequantised latent y_hat.
+        `z`, the unrounded hyper-latent, defaults to the hyper-analysis of y (refinement
+        passes its own)."""
+        if z is None:
+            with _threads(self.threads):
+                # A P-frame's side information describes what changed, not the whole picture.
+                z = self.net.h_a(y if reference is None else y - reference)
         z_int = self.tables.clamp_z(torch.round(z[0]).to(torch.int32).numpy())
         mean_q, idx, crc = self._entropy_params(z_int, reference)
         sym = torch.round(y[0].double() - mean_q.double()).clamp(-coder.Y_RADIUS, coder.Y_RADIUS)
