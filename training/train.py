@@ -22,6 +22,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,12 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from codec_engine.models.losses import distortion
-from codec_engine.models.msh import LAMBDAS, MeanScaleHyperprior, ModelConfig
+from codec_engine.models.msh import (
+    LAMBDAS,
+    MeanScaleHyperprior,
+    ModelConfig,
+    remap_quality_gains,
+)
 from codec_engine.zoo.export import export_weights
 from codec_engine.zoo.registry import find_weights
 
@@ -139,6 +145,7 @@ def load_start(
             opt.load_state_dict(ck["optimizer"])
         except ValueError:
             log("optimizer state does not fit; starting Adam afresh")
+        _adopt_lambdas(net, ck.get("lambdas", LAMBDAS))
         state.update(iteration=ck["iteration"], seconds=ck["seconds"], source=str(last))
         return state
     try:
@@ -149,6 +156,7 @@ def load_start(
     net.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     )
+    _adopt_lambdas(net, payload.get("lambdas", LAMBDAS))
     meta = payload.get("meta", {})
     state.update(
         iteration=int(meta.get("iterations", 0)),
@@ -156,6 +164,14 @@ def load_start(
         source=str(info.path),
     )
     return state
+
+
+def _adopt_lambdas(net: MeanScaleHyperprior, trained_for: Sequence[float]) -> None:
+    # Weights trained for other rate weights per level keep their transforms; only the
+    # gain vectors move (interpolated in log-lambda), and training adapts them from there.
+    if tuple(float(v) for v in trained_for) != LAMBDAS:
+        log(f"quality levels re-spaced: lambdas {list(trained_for)} -> {list(LAMBDAS)}")
+        remap_quality_gains(net, trained_for, LAMBDAS)
 
 
 def save_checkpoint(
@@ -170,6 +186,7 @@ def save_checkpoint(
             "optimizer": opt.state_dict(),
             "iteration": iteration,
             "seconds": seconds,
+            "lambdas": list(LAMBDAS),
         },
         tmp,
     )

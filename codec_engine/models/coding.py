@@ -25,7 +25,7 @@ from codec_engine.entropy import coder
 from codec_engine.entropy.gaussian import quantise_mean, scale_indices
 from codec_engine.errors import DecodeMismatchError, UnsupportedBitstreamError, WeightsError
 from codec_engine.models.inter import InterPrior
-from codec_engine.models.msh import ALIGN, MeanScaleHyperprior, ModelConfig
+from codec_engine.models.msh import ALIGN, LAMBDAS, MeanScaleHyperprior, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,10 @@ class NeuralImageCodec:
             payload["z_freqs"].numpy(),
         )
         self.meta: dict[str, Any] = dict(payload.get("meta", {}))
+        # The rate weight each quality level was trained for (encoder-side refinement uses it).
+        self.lambdas: tuple[float, ...] = tuple(float(v) for v in payload.get("lambdas", LAMBDAS))
+        if len(self.lambdas) != config.qualities:
+            raise WeightsError("weights list a rate weight per quality level that does not fit")
         # The P-frame prior (models/inter.py), in float64 like h_s64; absent in older weights.
         self.inter64: InterPrior | None = None
         inter = payload.get("inter")

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from codec_engine.entropy.gaussian import gaussian_likelihood
 from codec_engine.models.losses import distortion
-from codec_engine.models.msh import LAMBDAS, MeanScaleHyperprior, _autocast
+from codec_engine.models.msh import MeanScaleHyperprior, _autocast
 
 if TYPE_CHECKING:
     from codec_engine.models.coding import NeuralImageCodec
@@ -67,7 +67,7 @@ def refine_latent(
     """Return a refined gained latent y and hyper-latent z (unrounded), never worse in loss
     than `y` with the hyper-analysis's z."""
     net = codec.net
-    lam = LAMBDAS[quality - 1]
+    lam = codec.lambdas[quality - 1]
     _, dec_gain = codec._gains(quality)
     pixels = x_rgb.shape[2] * x_rgb.shape[3]
     generator = torch.Generator().manual_seed(steps)

@@ -157,16 +157,37 @@ def test_refinement_decodes_with_the_same_decoder(
 def test_refinement_is_deterministic_and_lowers_the_rate_distortion_cost(
     model_q4: api.Model, small_image: np.ndarray
 ) -> None:
-    from codec_engine.models.msh import LAMBDAS
+    lam = model_q4.codec.lambdas[3]  # the rate weight quality 4 was trained for
 
     def cost(res: api.EncodeResult) -> float:
         # The objective refinement minimises, measured on the real bitstream: bits per
         # pixel plus lambda times the squared error (RGB, 8-bit scale).
         err = res.reconstruction[0].astype(np.float64) - small_image.astype(np.float64)
-        return res.bpp + LAMBDAS[3] * float(np.mean(err**2))
+        return res.bpp + lam * float(np.mean(err**2))
 
     plain = model_q4.encode_image(small_image)
     refined = model_q4.encode([small_image], refine_steps=16)
     again = model_q4.encode([small_image.copy()], refine_steps=16)
     assert refined.data == again.data
     assert cost(refined) < cost(plain)
+
+
+def test_respacing_quality_levels_keeps_trained_levels_and_interpolates_between() -> None:
+    import math
+
+    import torch
+
+    from codec_engine.models.msh import MeanScaleHyperprior, ModelConfig, remap_quality_gains
+
+    old = (0.001, 0.004, 0.016)
+    net = MeanScaleHyperprior(ModelConfig(n=8, m=8, qualities=3))
+    with torch.no_grad():
+        net.gain_enc.copy_(torch.tensor([[0.5] * 8, [1.0] * 8, [2.0] * 8]))
+    # Same level kept, a level half-way in log-lambda, and one below the lowest.
+    remap_quality_gains(net, old, (0.004, 0.008, 0.00025))
+    enc = net.gain_enc.detach()
+    assert torch.allclose(enc[0], torch.full((8,), 1.0))
+    assert torch.allclose(enc[1], torch.full((8,), math.sqrt(2.0)), rtol=1e-5)
+    assert torch.allclose(enc[2], torch.full((8,), 0.25), rtol=1e-5)  # coarser quantisation
+    with pytest.raises(ValueError):
+        remap_quality_gains(net, old, (0.001, 0.002))
