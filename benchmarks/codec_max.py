@@ -1,7 +1,7 @@
 """Rate-distortion of the max preset (overfitted per-image coding) against x265 and VVC intra.
 
     nice -n 10 .venv/bin/python benchmarks/codec_max.py [--images chelsea,coffee]
-        [--qualities 2,4,6,8] [--iterations 1000] [--seconds S] [--no-vvc]
+        [--qualities 2,4,6,8] [--iterations 2000] [--seconds S] [--no-vvc]
 
 Held-out images (never trained on; see training/prepare_data.py), each coded at four
 qualities with real bitstreams (header included) and decoded by the real decoder in this
@@ -10,11 +10,12 @@ BD-rate: pchip on log-rate over the overlapping RGB-PSNR range, per image, then 
 Prints a table, the BD-rates, encode seconds per megapixel and decode time; writes the RD
 plot and raw points to artifacts/codec_max/. The LAST line is one JSON object.
 
-How long it takes: encoding dominates, about iterations x pixels x 1.5-2 us on this CPU
-(measured with one thread while other jobs used the cores; on a shared machine run it with
-CODEC_ENGINE_THREADS=1, two threads thrash). The default run (chelsea 0.135 MP and coffee
-0.24 MP, 4 qualities, 1000 iterations) took about 40 minutes on the shared 2-core machine;
-baselines add a minute the first time (cached afterwards).
+How long it takes: encoding dominates, about iterations x pixels x 0.9 us with two threads
+on a quiet 2-core machine (a 768x512 image: 0.34 s per iteration, 2000 iterations in about
+11.5 minutes). The default run (chelsea 0.135 MP and coffee 0.24 MP, 4 qualities, 2000
+iterations) takes about 45 minutes; baselines add a minute the first time (cached
+afterwards). On a machine whose cores are busy use CODEC_ENGINE_THREADS=1 (two threads
+thrash there).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", default="chelsea,coffee", help="held-out image names")
     parser.add_argument("--qualities", default="2,4,6,8", help="comma-separated 1..8")
-    parser.add_argument("--iterations", type=int, default=1000, help="per image and quality")
+    parser.add_argument("--iterations", type=int, default=2000, help="per image and quality")
     parser.add_argument("--seconds", type=float, help="time budget per image and quality")
     parser.add_argument("--no-vvc", action="store_true")
     args = parser.parse_args()

@@ -50,7 +50,8 @@ class Arch:
     wave_slope: int = 4
     arm_hidden: int = 16
     synth_hidden: int = 40
-    upsample_kernel: int = 4
+    upsample_kernel: int = 8  # separable taps of the 2x transposed convolution
+    prefilter_kernel: int = 7  # separable taps of the filter before each 2x step
     latent_max: int = 31  # latents are integers in [-31, 31]
     frac_bits: int = 8  # fixed-point fraction bits of the ARM activations
     mu_bits: int = 3  # the mean is quantised to a 1/8 grid
