@@ -13,11 +13,11 @@ latents the decoder will see. The latents learn 16 times faster than the network
 Measured on chelsea (451x300) at lambda 0.001, 1000 iterations, loss with hard-rounded
 latents: this schedule (with a 5 % straight-through phase) 8.97e-4, against 9.26e-4 for the
 earlier one (rate on s(y) + u, synthesis on s(s(y) + u), uniform noise, alpha 6); one value
-with Kumaraswamy noise under the same temperature schedule lost 6 % to the earlier one. The straight-through phase is kept short: 0 % / 1 % / 2 %
-/ 5 % / 10 % / 30 % of the iterations gave 8.74 / 8.77 / 8.79 / 8.97 / 9.26 / 11.4e-4 (the
-noise schedule already ends close to integers). A 4-candidate warm-up (50 iterations each,
-Kumaraswamy noise) gained 0.7 %, and a synthesis of 24 hidden channels instead of 40 lost
-5 %; neither is used.
+with Kumaraswamy noise under the same temperature schedule lost 6 % to the earlier one.
+The straight-through phase is kept short: 0 / 1 / 2 / 5 / 10 / 30 % of the iterations gave
+8.74 / 8.77 / 8.79 / 8.97 / 9.26 / 11.4e-4 (the noise schedule already ends close to
+integers). A 4-candidate warm-up (50 iterations each, Kumaraswamy noise) gained 0.7 %, and
+a synthesis of 24 hidden channels instead of 40 lost 5 %; neither is used.
 
 With an iteration budget the fit is deterministic (fixed seed, fixed thread count). With a
 time budget the iteration count is set after timing the first iterations, so it depends on
