@@ -44,7 +44,8 @@ GROUPS = ("arm", "up", "syn")
 
 
 def init_params(generator: torch.Generator) -> Params:
-    """Fresh parameters: bilinear upsampling, identity residual layers, unit Laplace scale."""
+    """Fresh parameters: bicubic upsampling, identity pre-filters and residual layers,
+    unit Laplace scale."""
 
     def uniform(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
         bound = 1.0 / math.sqrt(fan_in)
