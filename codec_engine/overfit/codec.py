@@ -1,6 +1,6 @@
 """Encode one image with the max preset into a tile payload, and decode it back.
 
-    payload = layout u8 (1) | reserved u8 | parameter section length u16 |
+    payload = layout u8 (2) | reserved u8 | parameter section length u16 |
               parameter section (see `params`) | latent ANS stream (32-bit words)
 
 The tile record's CRC-32 is over the parameter section, then each latent's entropy
@@ -27,7 +27,7 @@ from codec_engine.overfit.network import synthesise
 
 Image = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
-LAYOUT = 1
+LAYOUT = 2  # 1: one shift and order per parameter group (before 2026-11-29)
 _HEAD = struct.Struct("<BBH")
 ARM_SHIFTS = range(5, 13)
 NET_SHIFTS = range(4, 13)
@@ -46,7 +46,7 @@ class MaxEncoded:
 
 
 def reconstruct(
-    ints: params.IntParams, shifts: dict[str, int], latents: list[I64], threads: int
+    ints: params.IntParams, shifts: params.Shifts, latents: list[I64], threads: int
 ) -> Image:
     """The decoder's pixels (the encoder calls this too, so both agree to the bit)."""
     torch.set_num_threads(threads)
@@ -62,40 +62,61 @@ def _choose_shifts(
     latents: list[I64],
     image: Image,
     lam: float,
-) -> dict[str, int]:
-    """Per group, the parameter step 2^-shift of least MSE + lambda * (param + latent) bpp."""
+) -> params.Shifts:
+    """The parameter steps 2^-shift of least MSE + lambda * (parameter + latent) bpp.
+
+    The ARM's shared shift is searched on the real integer-ARM code length. The upsampling
+    and synthesis shifts are searched per group, then refined per tensor within 2 steps of
+    the group's (one pass, each tensor given the others' steps)."""
     h, w = image.shape[:2]
     pixels = float(h * w)
     x = image_tensor(image)
     lat = [torch.from_numpy(y.astype(np.float32)) for y in latents]
-    shifts = {"arm": 8, "up": 12, "syn": 12}
+    fitted = {k: torch.from_numpy(v) for k, v in fitted_params.items()}
+    shifts = params.uniform_shifts(8, 12, 12)
 
-    def distortion(s: dict[str, int]) -> float:
-        deq = params.dequantise(params.quantise(fitted_params, s), s)
+    def distortion(s: params.Shifts, names: list[str]) -> float:
+        trial = dict(fitted)
+        for name in names:  # only the tensors under trial are quantised
+            q = params.quantise_tensor(fitted_params[name], s[name])
+            trial[name] = torch.from_numpy(q.astype(np.float64) / float(1 << s[name]))
         with torch.no_grad():
-            rec = synthesise({k: torch.from_numpy(v) for k, v in deq.items()}, lat)
+            rec = synthesise({k: v.float() for k, v in trial.items()}, lat)
         return float(torch.mean((rec.clamp(0, 1) - x) ** 2))
 
+    arm_names = params.names("arm")
     best: tuple[float, int] | None = None
     for s in ARM_SHIFTS:
-        trial = {**shifts, "arm": s}
+        trial = {**shifts, **dict.fromkeys(arm_names, s)}
         ints = params.quantise(fitted_params, trial)
-        bits = entropy.latent_bits(params.int_arm(ints, s), latents)
-        bits += params.group_bits(ints, "arm")[0]
+        bits = entropy.latent_bits(params.int_arm(ints, trial), latents)
+        bits += params.group_bits(ints, "arm")
         if best is None or bits < best[0]:
             best = (bits, s)
     assert best is not None
-    shifts["arm"] = best[1]
+    shifts.update(dict.fromkeys(arm_names, best[1]))
+
+    net_names = params.names("up") + params.names("syn")
     for group in ("up", "syn"):
+        group_names = params.names(group)
         best = None
         for s in NET_SHIFTS:
-            trial = {**shifts, group: s}
+            trial = {**shifts, **dict.fromkeys(group_names, s)}
             ints = params.quantise(fitted_params, trial)
-            cost = distortion(trial) + lam * params.group_bits(ints, group)[0] / pixels
+            cost = distortion(trial, net_names) + lam * params.group_bits(ints, group) / pixels
             if best is None or cost < best[0]:
                 best = (cost, s)
         assert best is not None
-        shifts[group] = best[1]
+        shifts.update(dict.fromkeys(group_names, best[1]))
+    for name in net_names:
+        costs = []
+        for s in range(
+            max(NET_SHIFTS[0], shifts[name] - 2), min(NET_SHIFTS[-1], shifts[name] + 2) + 1
+        ):
+            trial = {**shifts, name: s}
+            bits = params.tensor_bits(params.quantise_tensor(fitted_params[name], s))[0]
+            costs.append((distortion(trial, net_names) + lam * bits / pixels, s))
+        shifts[name] = min(costs)[1]
     return shifts
 
 
@@ -127,7 +148,7 @@ def encode_image(
     # The tile CRC covers the parameter section and every latent's entropy parameters and
     # value, so damage that still parses (a flipped weight) is refused too.
     stream, crc = entropy.encode_latents(
-        params.int_arm(ints, shifts["arm"]), latents, zlib.crc32(param_section)
+        params.int_arm(ints, shifts), latents, zlib.crc32(param_section)
     )
     payload = _HEAD.pack(LAYOUT, 0, len(param_section)) + param_section + stream
     recon = reconstruct(ints, shifts, latents, threads)
@@ -148,7 +169,7 @@ def decode_payload(payload: bytes, params_crc: int, height: int, width: int, thr
     section = payload[_HEAD.size : _HEAD.size + plen]
     ints, shifts = params.decode_params(section)
     latents, crc = entropy.decode_latents(
-        params.int_arm(ints, shifts["arm"]),
+        params.int_arm(ints, shifts),
         payload[_HEAD.size + plen :],
         height,
         width,

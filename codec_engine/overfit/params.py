@@ -1,10 +1,13 @@
 """Quantisation and coding of the overfitted decoder's parameters (their bits count in the rate).
 
-Each group (ARM, upsampler, synthesis) has one step 2^-shift, chosen by the encoder, and
-its integers are written as signed Exp-Golomb codes of one order per group (the cheapest).
+Each tensor has its own step 2^-shift, chosen by the encoder (the ARM's tensors share one:
+the integer ARM runs at a single fixed-point precision), and its integers are written as
+signed Exp-Golomb codes of the tensor's cheapest order. Per tensor rather than per group:
+on chelsea the orders alone saved 5 % of the parameter bits, and the steps let a tensor
+that matters little (a 3x3 residual kernel) go coarser than its neighbours.
 
-    params = 3 x (shift u8 | order u8) | Exp-Golomb bits of every value (PARAM_SPEC order),
-             zero-padded to a byte boundary
+    params = 16 x (shift u4 << 4 | order u4) (PARAM_SPEC order) |
+             Exp-Golomb bits of every value (PARAM_SPEC order), zero-padded to a byte
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ I64 = npt.NDArray[np.int64]
 IntParams = dict[str, I64]
 
 MAX_ABS = (1 << 16) - 1  # bounds every integer so the int64 ARM can never overflow
-MAX_SHIFT = 16
-MAX_ORDER = 16
+MAX_SHIFT = 15
+MAX_ORDER = 15
+MIN_ARM_SHIFT = 4  # coarser ARM weights would leave the fixed point too few fraction bits
 _MAX_PREFIX = 24
 
 
@@ -30,28 +34,38 @@ def spec() -> tuple[tuple[str, str, tuple[int, ...]], ...]:
     return PARAM_SPEC
 
 
-GROUPS = ("arm", "up", "syn")
+Shifts = dict[str, int]  # tensor name -> shift (step 2^-shift)
 
 
-def quantise(values: dict[str, npt.NDArray[np.float64]], shifts: dict[str, int]) -> IntParams:
-    out: IntParams = {}
-    for group, name, _ in spec():
-        q = np.rint(values[name].astype(np.float64) * float(1 << shifts[group]))
-        out[name] = np.clip(q, -MAX_ABS, MAX_ABS).astype(np.int64)
-    return out
+def names(group: str | None = None) -> list[str]:
+    return [name for g, name, _ in spec() if group is None or g == group]
 
 
-def dequantise(ints: IntParams, shifts: dict[str, int]) -> dict[str, npt.NDArray[np.float32]]:
+def uniform_shifts(arm: int, up: int, syn: int) -> Shifts:
+    by_group = {"arm": arm, "up": up, "syn": syn}
+    return {name: by_group[group] for group, name, _ in spec()}
+
+
+def quantise_tensor(value: npt.NDArray[np.float64], shift: int) -> I64:
+    q = np.rint(value.astype(np.float64) * float(1 << shift))
+    return np.clip(q, -MAX_ABS, MAX_ABS).astype(np.int64)
+
+
+def quantise(values: dict[str, npt.NDArray[np.float64]], shifts: Shifts) -> IntParams:
+    return {name: quantise_tensor(values[name], shifts[name]) for name in names()}
+
+
+def dequantise(ints: IntParams, shifts: Shifts) -> dict[str, npt.NDArray[np.float32]]:
     """Exact: every value is an integer times a power of two, representable in float32."""
     return {
-        name: (ints[name].astype(np.float64) / float(1 << shifts[group])).astype(np.float32)
-        for group, name, _ in spec()
+        name: (ints[name].astype(np.float64) / float(1 << shifts[name])).astype(np.float32)
+        for name in names()
     }
 
 
-def int_arm(ints: IntParams, shift: int) -> IntArm:
+def int_arm(ints: IntParams, shifts: Shifts) -> IntArm:
     return IntArm(
-        shift,
+        shifts["arm.w1"],
         ints["arm.w1"],
         ints["arm.b1"],
         ints["arm.w2"],
@@ -70,22 +84,22 @@ def _eg_bits(u: I64, k: int) -> int:
     return int((2 * n - k - 1).sum())
 
 
-def group_bits(ints: IntParams, group: str) -> tuple[int, int]:
-    """(bits, order) of the cheapest Exp-Golomb order for one group's integers."""
-    u = np.concatenate([_zigzag(ints[n]).ravel() for g, n, _ in spec() if g == group])
-    costs = [(_eg_bits(u, k), k) for k in range(MAX_ORDER + 1)]
-    return min(costs)
+def tensor_bits(values: I64) -> tuple[int, int]:
+    """(bits, order) of the cheapest Exp-Golomb order for one tensor's integers."""
+    u = _zigzag(values).ravel()
+    return min((_eg_bits(u, k), k) for k in range(MAX_ORDER + 1))
 
 
-def encode_params(ints: IntParams, shifts: dict[str, int]) -> bytes:
+def group_bits(ints: IntParams, group: str) -> int:
+    return sum(tensor_bits(ints[name])[0] for name in names(group))
+
+
+def encode_params(ints: IntParams, shifts: Shifts) -> bytes:
     head = bytearray()
     bits: list[str] = []
-    orders = {}
-    for group in GROUPS:
-        orders[group] = group_bits(ints, group)[1]
-        head += bytes([shifts[group], orders[group]])
-    for group, name, _ in spec():
-        k = orders[group]
+    for name in names():
+        k = tensor_bits(ints[name])[1]
+        head.append(shifts[name] << 4 | k)
         for u in _zigzag(ints[name]).ravel().tolist():
             v = u + (1 << k)
             n = v.bit_length()
@@ -96,23 +110,22 @@ def encode_params(ints: IntParams, shifts: dict[str, int]) -> bytes:
     return bytes(head) + body
 
 
-def decode_params(data: bytes) -> tuple[IntParams, dict[str, int]]:
+def decode_params(data: bytes) -> tuple[IntParams, Shifts]:
     """Inverse of `encode_params`; the whole of `data` must be used (up to byte padding)."""
-    if len(data) < 2 * len(GROUPS):
+    tensors = names()
+    if len(data) < len(tensors):
         raise CorruptBitstreamError("parameter section too short")
-    shifts, orders = {}, {}
-    for i, group in enumerate(GROUPS):
-        shifts[group], orders[group] = data[2 * i], data[2 * i + 1]
-        if shifts[group] > MAX_SHIFT or orders[group] > MAX_ORDER:
-            raise CorruptBitstreamError("implausible parameter quantisation")
-    if shifts["arm"] < 4:
+    shifts = {name: data[i] >> 4 for i, name in enumerate(tensors)}
+    orders = {name: data[i] & 0x0F for i, name in enumerate(tensors)}
+    arm_shifts = {shifts[name] for name in names("arm")}
+    if len(arm_shifts) != 1 or min(arm_shifts) < MIN_ARM_SHIFT:
         raise CorruptBitstreamError("implausible ARM precision")
-    body = data[2 * len(GROUPS) :]
+    body = data[len(tensors) :]
     text = format(int.from_bytes(body, "big"), f"0{8 * len(body)}b") if body else ""
     pos = 0
     ints: IntParams = {}
-    for group, name, shape in spec():
-        k = orders[group]
+    for _, name, shape in spec():
+        k = orders[name]
         count = int(np.prod(shape))
         vals = np.empty(count, dtype=np.int64)
         for i in range(count):

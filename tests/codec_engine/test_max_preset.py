@@ -22,8 +22,8 @@ from codec_engine.errors import (
     WeightsMismatchError,
 )
 from codec_engine.metrics import psnr
-from codec_engine.overfit import MODEL_ID, MODEL_NAME, arch_digest
-from codec_engine.overfit.codec import decode_payload
+from codec_engine.overfit import MODEL_ID, MODEL_NAME, arch_digest, params
+from codec_engine.overfit.codec import LAYOUT, decode_payload
 from tests.codec_engine import test_gate
 from tests.codec_engine.conftest import run_script, save_png
 
@@ -126,7 +126,39 @@ def test_damaged_payload_behind_valid_checksums_is_refused(coded: api.EncodeResu
 
 def test_claimed_parameter_length_is_bounded_by_the_data() -> None:
     with pytest.raises(CorruptBitstreamError):
-        decode_payload(struct.pack("<BBH", 1, 0, 0xFFFF) + bytes(8), 0, 64, 64, 1)
+        decode_payload(struct.pack("<BBH", LAYOUT, 0, 0xFFFF) + bytes(8), 0, 64, 64, 1)
+
+
+def test_stream_of_the_earlier_layout_is_refused_by_name() -> None:
+    with pytest.raises(CorruptBitstreamError, match="layout 1"):
+        decode_payload(struct.pack("<BBH", 1, 0, 8) + bytes(8), 0, 64, 64, 1)
+
+
+def _random_params(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {name: rng.laplace(0.0, 0.2, shape) for _, name, shape in params.spec()}
+
+
+def test_parameters_round_trip_with_a_step_per_tensor() -> None:
+    values = _random_params(1)
+    shifts = params.uniform_shifts(7, 8, 9)
+    shifts.update({"syn.c1": 4, "syn.b1": 12, "up.pre": 5})
+    ints = params.quantise(values, shifts)
+    ints["syn.w1"][0, 0] = params.MAX_ABS  # the largest value survives too
+    back, back_shifts = params.decode_params(params.encode_params(ints, shifts))
+    assert back_shifts == shifts
+    assert all(np.array_equal(back[name], ints[name]) for name in params.names())
+    deq = params.dequantise(back, back_shifts)
+    assert np.allclose(deq["syn.c1"], np.round(values["syn.c1"] * 16) / 16)
+
+
+def test_arm_tensors_at_different_precisions_are_refused() -> None:
+    shifts = params.uniform_shifts(7, 8, 9)
+    ints = params.quantise(_random_params(2), shifts)
+    section = bytearray(params.encode_params(ints, shifts))
+    section[1] = (8 << 4) | (section[1] & 0x0F)  # arm.b1 one step finer than arm.w1
+    with pytest.raises(CorruptBitstreamError, match="ARM precision"):
+        params.decode_params(bytes(section))
 
 
 def test_other_architecture_digest_is_refused(coded: api.EncodeResult) -> None:
