@@ -40,7 +40,6 @@ PARAM_SPEC: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     ("syn", "syn.c2", (3, 3, 3, 3)),
     ("syn", "syn.d2", (3,)),
 )
-GROUPS = ("arm", "up", "syn")
 
 
 def init_params(generator: torch.Generator) -> Params:

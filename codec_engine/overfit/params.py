@@ -98,6 +98,8 @@ def encode_params(ints: IntParams, shifts: Shifts) -> bytes:
     head = bytearray()
     bits: list[str] = []
     for name in names():
+        if not 0 <= shifts[name] <= MAX_SHIFT:  # it shares a byte with the order
+            raise ValueError(f"shift {shifts[name]} of {name} does not fit the layout")
         k = tensor_bits(ints[name])[1]
         head.append(shifts[name] << 4 | k)
         for u in _zigzag(ints[name]).ravel().tolist():
