@@ -4,7 +4,7 @@ The decoder must rebuild the encoder's probability tables to the bit. The ARM th
 in integer arithmetic here (int64 numpy: integer weights `round(w * 2^s)`, activations with
 `frac_bits` fraction bits, floor shifts); integer sums do not depend on the order or the
 batching of the additions, so the encoder computes all positions at once while the decoder
-goes step by step, and both get the same means and scales. These are quantised to a 1/8
+goes step by step, and both get the same means and scales. These are rounded to a 1/16
 grid (mean) and a 48-entry log-scale table and pick one of the fixed Laplace tables of
 `arch.laplace_tables`; constriction quantises those float64 tables with integers only.
 
@@ -42,14 +42,16 @@ class IntArm:
     b3: I64
 
     def params(self, ctx: I64, arch: Arch = ARCH) -> tuple[I64, I64]:
-        """(mean on the 1/8 grid, scale-table index) of each row of integer contexts (n, C)."""
+        """(mean on the 1/16 grid, scale-table index) of each row of integer contexts (n, C)."""
         p, s = arch.frac_bits, self.shift
         x = ctx << p
         h1 = np.maximum((x @ self.w1.T + (self.b1 << p)) >> s, 0)
         h2 = np.maximum((h1 @ self.w2.T + (self.b2 << p)) >> s, 0) + h1
         out = (h2 @ self.w3.T + (self.b3 << p)) >> s
         lim = arch.latent_max << arch.mu_bits
-        mu = np.clip(out[:, 0] >> (p - arch.mu_bits), -lim, lim)
+        # Round to nearest: a floored mean would sit half a grid step low on average.
+        mu_shift = p - arch.mu_bits
+        mu = np.clip((out[:, 0] + (1 << (mu_shift - 1))) >> mu_shift, -lim, lim)
         step = p - arch.log_scale_step_bits
         lmin = round(arch.log_scale_min * (1 << p))
         idx = np.clip((out[:, 1] - lmin + (1 << (step - 1))) >> step, 0, arch.scale_count - 1)

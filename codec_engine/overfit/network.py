@@ -12,6 +12,7 @@ residual convolutions 3->3, 562 MAC/px. In all about 1,430 MAC/px.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -84,10 +85,99 @@ def contexts(latents: list[torch.Tensor], arch: Arch = ARCH) -> torch.Tensor:
 
 def arm(p: Params, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Float ARM (training): mean and log-scale of each latent from its (C, N) contexts."""
-    h1 = torch.relu(torch.addmm(p["arm.b1"][:, None], p["arm.w1"], ctx))
-    h2 = torch.relu(torch.addmm(p["arm.b2"][:, None], p["arm.w2"], h1)) + h1
-    out = torch.addmm(p["arm.b3"][:, None], p["arm.w3"], h2)
+    out = _TiledArm.apply(  # type: ignore[no-untyped-call]
+        ctx, p["arm.w1"], p["arm.b1"], p["arm.w2"], p["arm.b2"], p["arm.w3"], p["arm.b3"]
+    )
     return out[0], out[1]
+
+
+# The per-pixel MLPs run over columns in tiles of this many, and their backward passes
+# recompute the hidden activations tile by tile instead of keeping them: the (16 or 40, N)
+# hidden arrays then stay in cache instead of making about ten passes through memory.
+# Measured on chelsea (2 threads, whole fit iterations, 5 alternating runs): median 0.094 ->
+# 0.069 s per iteration.
+TILE = 16384
+
+
+class _TiledArm(torch.autograd.Function):
+    """(2, N) = w3 h2 + b3, h2 = relu(w2 h1 + b2) + h1, h1 = relu(w1 ctx + b1)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        c: torch.Tensor,
+        w1: torch.Tensor,
+        b1: torch.Tensor,
+        w2: torch.Tensor,
+        b2: torch.Tensor,
+        w3: torch.Tensor,
+        b3: torch.Tensor,
+    ) -> torch.Tensor:
+        n = c.shape[1]
+        out = torch.empty(w3.shape[0], n, dtype=c.dtype)
+        for s in range(0, n, TILE):
+            h1 = torch.addmm(b1[:, None], w1, c[:, s : s + TILE]).relu_()
+            h2 = torch.addmm(b2[:, None], w2, h1).relu_().add_(h1)
+            torch.addmm(b3[:, None], w3, h2, out=out[:, s : s + TILE])
+        ctx.save_for_backward(c, w1, b1, w2, b2, w3)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        c, w1, b1, w2, b2, w3 = ctx.saved_tensors
+        gc = torch.empty_like(c)
+        gw1, gb1, gw2, gb2, gw3 = (torch.zeros_like(t) for t in (w1, b1, w2, b2, w3))
+        for s in range(0, c.shape[1], TILE):
+            cs, gs = c[:, s : s + TILE], g[:, s : s + TILE]
+            h1 = torch.addmm(b1[:, None], w1, cs).relu_()
+            a2 = torch.addmm(b2[:, None], w2, h1)
+            h2 = a2.relu().add_(h1)
+            gw3.addmm_(gs, h2.t())
+            gh2 = torch.mm(w3.t(), gs)
+            ga2 = gh2 * (a2 > 0)
+            gw2.addmm_(ga2, h1.t())
+            gb2.add_(ga2.sum(1))
+            gz1 = torch.addmm(gh2, w2.t(), ga2).mul_(h1 > 0)
+            gw1.addmm_(gz1, cs.t())
+            gb1.add_(gz1.sum(1))
+            torch.mm(w1.t(), gz1, out=gc[:, s : s + TILE])
+        return gc, gw1, gb1, gw2, gb2, gw3, g.sum(1)
+
+
+class _TiledMlp(torch.autograd.Function):
+    """(O, N) = w2 relu(w1 x + b1) + b2."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        w1: torch.Tensor,
+        b1: torch.Tensor,
+        w2: torch.Tensor,
+        b2: torch.Tensor,
+    ) -> torch.Tensor:
+        n = x.shape[1]
+        out = torch.empty(w2.shape[0], n, dtype=x.dtype)
+        for s in range(0, n, TILE):
+            hid = torch.addmm(b1[:, None], w1, x[:, s : s + TILE]).relu_()
+            torch.addmm(b2[:, None], w2, hid, out=out[:, s : s + TILE])
+        ctx.save_for_backward(x, w1, b1, w2)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, w1, b1, w2 = ctx.saved_tensors
+        gx = torch.empty_like(x)
+        gw1, gb1, gw2 = (torch.zeros_like(t) for t in (w1, b1, w2))
+        for s in range(0, x.shape[1], TILE):
+            xs, gs = x[:, s : s + TILE], g[:, s : s + TILE]
+            hid = torch.addmm(b1[:, None], w1, xs).relu_()
+            gw2.addmm_(gs, hid.t())
+            gh = torch.mm(w2.t(), gs).mul_(hid > 0)
+            gw1.addmm_(gh, xs.t())
+            gb1.add_(gh.sum(1))
+            torch.mm(w1.t(), gh, out=gx[:, s : s + TILE])
+        return gx, gw1, gb1, gw2, g.sum(1)
 
 
 def laplace_bits(
@@ -162,8 +252,9 @@ def synthesise(p: Params, latents: list[torch.Tensor]) -> torch.Tensor:
     x = upsample_stack(latents, p["up.k"], p["up.pre"])[0]
     c, h, w = x.shape
     flat = x.reshape(c, h * w)
-    hid = torch.relu(torch.addmm(p["syn.b1"][:, None], p["syn.w1"], flat))
-    rgb = torch.addmm(p["syn.b2"][:, None], p["syn.w2"], hid).reshape(1, 3, h, w)
+    rgb = _TiledMlp.apply(  # type: ignore[no-untyped-call]
+        flat, p["syn.w1"], p["syn.b1"], p["syn.w2"], p["syn.b2"]
+    ).reshape(1, 3, h, w)
     r1 = F.conv2d(F.pad(rgb, (1, 1, 1, 1), mode="replicate"), p["syn.c1"], p["syn.d1"])
     rgb = torch.relu(rgb + r1)
     r2 = F.conv2d(F.pad(rgb, (1, 1, 1, 1), mode="replicate"), p["syn.c2"], p["syn.d2"])

@@ -239,3 +239,61 @@ def test_gate_admits_max_with_the_entitlement_and_refuses_its_decode_without(
     assert not target.exists()
     assert decode(full) == 0
     assert target.exists()
+
+
+def test_tiled_networks_give_the_plain_formulas_values_and_gradients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fit's MLPs recompute their hidden layers tile by tile in the backward pass; with
+    # tiles of 7 columns over 40 (a partial last tile) they must match plain autograd.
+    import torch
+
+    from codec_engine.overfit import network
+
+    monkeypatch.setattr(network, "TILE", 7)
+    gen = torch.Generator().manual_seed(3)
+    p = {
+        k: (v + 0.3 * torch.randn(v.shape, generator=gen)).double().requires_grad_(True)
+        for k, v in network.init_params(gen).items()
+    }
+    ctx = torch.randn(16, 40, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(7, 40, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    def plain() -> torch.Tensor:
+        h1 = torch.relu(p["arm.w1"] @ ctx + p["arm.b1"][:, None])
+        h2 = torch.relu(p["arm.w2"] @ h1 + p["arm.b2"][:, None]) + h1
+        out = p["arm.w3"] @ h2 + p["arm.b3"][:, None]
+        hid = torch.relu(p["syn.w1"] @ x + p["syn.b1"][:, None])
+        rgb = p["syn.w2"] @ hid + p["syn.b2"][:, None]
+        return (out[0] ** 2).sum() + out[1].exp().sum() + (rgb**3).sum()
+
+    def tiled() -> torch.Tensor:
+        mu, log_scale = network.arm(p, ctx)
+        rgb = network._TiledMlp.apply(x, p["syn.w1"], p["syn.b1"], p["syn.w2"], p["syn.b2"])
+        return (mu**2).sum() + log_scale.exp().sum() + (rgb**3).sum()
+
+    inputs = [
+        ctx,
+        x,
+        *(
+            p[k]
+            for k in (
+                "arm.w1",
+                "arm.b1",
+                "arm.w2",
+                "arm.b2",
+                "arm.w3",
+                "arm.b3",
+                "syn.w1",
+                "syn.b1",
+                "syn.w2",
+                "syn.b2",
+            )
+        ),
+    ]
+    want_value, got_value = plain(), tiled()
+    want = torch.autograd.grad(want_value, inputs)
+    got = torch.autograd.grad(got_value, inputs)
+    assert torch.allclose(got_value, want_value, rtol=1e-12)
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
