@@ -65,6 +65,18 @@ PHASE1 = 0.99
 TEMPERATURE = (0.3, 0.1)  # soft-round temperature, start and end of phase 1
 NOISE_SD = (0.25, 0.1)  # Gaussian noise deviation, start and end of phase 1
 _TIMING_ITERS = 8
+# With a time budget the iteration count is planned after _TIMING_ITERS iterations, then
+# planned again from the steady-state speed: the first iterations of a process run up to
+# 3x slower (allocation, thread start-up), and a plan made on them alone left a third of
+# the budget unused. Later re-plans follow a machine whose speed changes.
+_REPLAN_AT = 40
+_REPLAN_EVERY = 500
+
+
+def _replan(it: int) -> bool:
+    return it in (_TIMING_ITERS, _REPLAN_AT) or (it > _REPLAN_AT and it % _REPLAN_EVERY == 0)
+
+
 PARAM_RATE_WEIGHT = 1.0  # weight of the parameters' estimated bits in the rate term
 # Steps 2^-shift the parameter rate is estimated at: near what `codec._choose_shifts` picks.
 EXPECTED_SHIFT = {"arm": 6, "up": 7, "syn": 8}
@@ -127,12 +139,18 @@ def fit(
     total = max(1, iterations)
     lim = float(ARCH.latent_max)
     it = 0
+    warm = start
     while it < total:
-        if seconds is not None and it == _TIMING_ITERS:
-            per_iter = (time.perf_counter() - start) / it
+        if seconds is not None and _replan(it) and it < int(PHASE1 * total):
+            now = time.perf_counter()
+            if it == _TIMING_ITERS:
+                warm = now
+                per_iter = (now - start) / it  # includes the cold start: cautious
+            else:
+                per_iter = (now - warm) / (it - _TIMING_ITERS)
             # Keep a margin for quantisation and entropy coding after the fit.
-            left = seconds * 0.97 - 3.0 - (time.perf_counter() - start)
-            total = max(it + 1, min(total, it + int(left / per_iter)))
+            left = seconds * 0.97 - 3.0 - (now - start)
+            total = max(it + 1, min(iterations, it + int(left / per_iter)))
         phase1 = max(1, int(PHASE1 * total))
         if it < phase1:
             frac = it / phase1

@@ -185,6 +185,26 @@ def test_time_budget_stops_the_fit(image: np.ndarray) -> None:
     assert np.array_equal(api.decode(res.data).frames[0], res.reconstruction[0])
 
 
+def test_time_budget_is_planned_on_the_steady_speed_not_the_slow_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fake clock: the first 8 iterations take 3 s each (a cold process), the rest 1 s.
+    # Planning on the first iterations alone would stop near a third of the budget.
+    from codec_engine.overfit import fit
+
+    clock = [0.0]
+    monkeypatch.setattr(fit.time, "perf_counter", lambda: clock[0])
+
+    def tick(done: int, _planned: int) -> None:
+        clock[0] += 3.0 if done <= 8 else 1.0
+
+    rng = np.random.default_rng(0)
+    tiny = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    fitted = fit.fit(tiny, 0.004, iterations=100_000, seconds=500.0, progress=tick)
+    assert 0.9 * 500 <= clock[0] <= 500
+    assert fitted.iterations == round(clock[0] - 24) + 8
+
+
 # ---- licence gate ----------------------------------------------------------------------------
 def _max_key(features: tuple[str, ...]) -> str:
     ent = replace(test_gate.FULL, features=features, model_versions=("msh-v1", MODEL_NAME))
