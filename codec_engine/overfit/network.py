@@ -45,8 +45,15 @@ PARAM_SPEC: tuple[tuple[str, str, tuple[int, ...]], ...] = (
 
 
 def init_params(generator: torch.Generator) -> Params:
-    """Fresh parameters: bicubic upsampling, identity pre-filters and residual layers,
-    unit Laplace scale."""
+    """Fresh parameters: bicubic upsampling, identity pre-filters and residual layers, and
+    an ARM that starts at the sharpest Laplace scale of the tables (exp(-3)).
+
+    Starting sharp makes every non-zero latent expensive from the first iteration, so the
+    fit spends latents only where they pay; a unit starting scale let it spread them early.
+    Measured on chelsea at 1000 iterations (loss with the real coded bits, x 1e-4): quality 2
+    33.0 -> 29.6 (1,764 -> 1,504 bytes, +0.26 dB), quality 4 18.6 -> 17.1 (3,739 -> 3,381
+    bytes, +0.33 dB), quality 8 4.43 -> 4.39. Starting log-scales -2 and -2.5 gave 17.2 at
+    quality 4. Cool-chic's ARM also starts sharp (b = e^-4)."""
 
     def uniform(shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
         bound = 1.0 / math.sqrt(fan_in)
@@ -62,6 +69,7 @@ def init_params(generator: torch.Generator) -> Params:
     p["syn.b1"] = uniform(p["syn.b1"].shape, ARCH.levels)
     p["syn.w2"] = uniform(p["syn.w2"].shape, ARCH.synth_hidden)
     p["syn.b2"] = torch.full((3,), 0.5)
+    p["arm.b3"] = torch.tensor([0.0, ARCH.log_scale_min])
     p["up.k"] = bicubic_taps(ARCH.upsample_kernel).expand(ARCH.levels - 1, -1).clone()
     identity = torch.zeros(ARCH.prefilter_kernel)
     identity[ARCH.prefilter_kernel // 2] = 1.0
