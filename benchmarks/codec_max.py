@@ -13,14 +13,14 @@ plot and raw points to artifacts/codec_max/. The LAST line is one JSON object.
 
 Budget: by default each encode gets the issue's target time, 15 minutes per 768x512 image
 in proportion to its pixels (chelsea 0.135 MP: 5.2 minutes; coffee 0.24 MP: 9.2 minutes),
-and fits as many iterations as fit in it (the count is set after timing the first few; the
-table shows it), so the figures answer "how good within the target time on this machine"
+and fits as many iterations as fit in it (the count is planned from the measured speed;
+the table shows it), so the figures answer "how good within the target time on this machine"
 and vary with the machine's speed. `--minutes-per-768x512 0` turns that off and
 `--iterations N` gives a fixed, deterministic budget (same bytes on every run).
 
 How long it takes: the default run (chelsea and coffee, 4 qualities) takes about an hour
 (4 x 5.2 + 4 x 9.2 minutes); baselines add a minute the first time (cached afterwards).
-An iteration costs about iterations x pixels x 0.5 us with two threads on a quiet 2-core
+A fit costs about iterations x pixels x 0.5 us with two threads on a quiet 2-core
 machine. Run nothing else meanwhile: with a time budget, a busy machine means fewer
 iterations. On a machine whose cores are busy use CODEC_ENGINE_THREADS=1 (two threads
 thrash there).
@@ -197,6 +197,8 @@ def main() -> int:
     )
     parser.add_argument("--no-vvc", action="store_true")
     args = parser.parse_args()
+    if args.minutes_768 < 0:
+        parser.error("--minutes-per-768x512 must be 0 (no time budget) or positive")
 
     held = held_out_images()
     names = [n.strip() for n in args.images.split(",") if n.strip()]

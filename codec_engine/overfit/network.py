@@ -108,6 +108,10 @@ def arm(p: Params, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 TILE = 16384
 
 
+def _relu_layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.addmm(b[:, None], w, x).relu_()
+
+
 def _tiled_output(
     x: torch.Tensor,
     hidden: Callable[[torch.Tensor], torch.Tensor],
@@ -136,8 +140,8 @@ class _TiledArm(torch.autograd.Function):
         b3: torch.Tensor,
     ) -> torch.Tensor:
         def hidden(cs: torch.Tensor) -> torch.Tensor:
-            h1 = torch.addmm(b1[:, None], w1, cs).relu_()
-            return torch.addmm(b2[:, None], w2, h1).relu_().add_(h1)
+            h1 = _relu_layer(cs, w1, b1)
+            return _relu_layer(h1, w2, b2).add_(h1)
 
         ctx.save_for_backward(c, w1, b1, w2, b2, w3)
         return _tiled_output(c, hidden, w3, b3)
@@ -149,7 +153,7 @@ class _TiledArm(torch.autograd.Function):
         gw1, gb1, gw2, gb2, gw3 = (torch.zeros_like(t) for t in (w1, b1, w2, b2, w3))
         for s in range(0, c.shape[1], TILE):
             cs, gs = c[:, s : s + TILE], g[:, s : s + TILE]
-            h1 = torch.addmm(b1[:, None], w1, cs).relu_()
+            h1 = _relu_layer(cs, w1, b1)
             a2 = torch.addmm(b2[:, None], w2, h1)
             h2 = a2.relu().add_(h1)
             gw3.addmm_(gs, h2.t())
@@ -177,7 +181,7 @@ class _TiledMlp(torch.autograd.Function):
         b2: torch.Tensor,
     ) -> torch.Tensor:
         ctx.save_for_backward(x, w1, b1, w2)
-        return _tiled_output(x, lambda xs: torch.addmm(b1[:, None], w1, xs).relu_(), w2, b2)
+        return _tiled_output(x, lambda xs: _relu_layer(xs, w1, b1), w2, b2)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -186,7 +190,7 @@ class _TiledMlp(torch.autograd.Function):
         gw1, gb1, gw2 = (torch.zeros_like(t) for t in (w1, b1, w2))
         for s in range(0, x.shape[1], TILE):
             xs, gs = x[:, s : s + TILE], g[:, s : s + TILE]
-            hid = torch.addmm(b1[:, None], w1, xs).relu_()
+            hid = _relu_layer(xs, w1, b1)
             gw2.addmm_(gs, hid.t())
             gh = torch.mm(w2.t(), gs).mul_(hid > 0)
             gw1.addmm_(gh, xs.t())
