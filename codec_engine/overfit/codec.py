@@ -27,7 +27,10 @@ from codec_engine.overfit.network import synthesise
 
 Image = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
-LAYOUT = 2  # 1: one shift and order per parameter group (before 2026-11-29)
+# Payload layouts: 1, one shift and order per parameter group (until 2026-11-29; refused);
+# 2, per-tensor shifts and orders (decoded still); 3, run-length coded tensors too.
+LAYOUT = params.LAYOUT
+_DECODABLE = (2, 3)
 _HEAD = struct.Struct("<BBH")
 ARM_SHIFTS = range(5, 13)
 NET_SHIFTS = range(4, 13)
@@ -114,7 +117,7 @@ def _choose_shifts(
             max(NET_SHIFTS[0], shifts[name] - 2), min(NET_SHIFTS[-1], shifts[name] + 2) + 1
         ):
             trial = {**shifts, name: s}
-            bits = params.tensor_bits(params.quantise_tensor(fitted_params[name], s))[0]
+            bits = params.tensor_bits(params.quantise_tensor(fitted_params[name], s))
             costs.append((distortion(trial, net_names) + lam * bits / pixels, s))
         shifts[name] = min(costs)[1]
     return shifts
@@ -162,12 +165,12 @@ def decode_payload(payload: bytes, params_crc: int, height: int, width: int, thr
     if len(payload) < _HEAD.size:
         raise CorruptBitstreamError("max payload shorter than its header")
     layout, _reserved, plen = _HEAD.unpack_from(payload)
-    if layout != LAYOUT:
+    if layout not in _DECODABLE:
         raise CorruptBitstreamError(f"unknown max payload layout {layout}")
     if _HEAD.size + plen > len(payload):
         raise CorruptBitstreamError("parameter section exceeds the payload")
     section = payload[_HEAD.size : _HEAD.size + plen]
-    ints, shifts = params.decode_params(section)
+    ints, shifts = params.decode_params(section, layout)
     latents, crc = entropy.decode_latents(
         params.int_arm(ints, shifts),
         payload[_HEAD.size + plen :],

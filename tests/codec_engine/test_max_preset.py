@@ -152,6 +152,78 @@ def test_parameters_round_trip_with_a_step_per_tensor() -> None:
     assert np.allclose(deq["syn.c1"], np.round(values["syn.c1"] * 16) / 16)
 
 
+def _sparse_params(seed: int) -> dict[str, np.ndarray]:
+    """What a low-rate fit leaves: most weights exactly zero, the others far from it."""
+    rng = np.random.default_rng(seed)
+    values = _random_params(seed)
+    for name in ("arm.w1", "arm.w2", "syn.w1", "syn.c1"):
+        keep = rng.random(values[name].shape) < 0.2
+        values[name] = np.where(keep, np.sign(values[name]) * (0.3 + np.abs(values[name])), 0.0)
+    return values
+
+
+def test_sparse_parameters_are_run_length_coded_and_round_trip() -> None:
+    shifts = params.uniform_shifts(7, 8, 9)
+    ints = params.quantise(_sparse_params(3), shifts)
+    ints["syn.c1"][-1, -1, -1, -1] = -params.MAX_ABS  # a non-zero last value (no final run)
+    modes = {name: params.tensor_code(ints[name]).mode for name in params.names()}
+    assert modes["arm.w1"] == modes["syn.w1"] == params.RUN_LENGTH
+    assert modes["up.k"] != params.RUN_LENGTH  # dense: Exp-Golomb
+    section = params.encode_params(ints, shifts)
+    back, back_shifts = params.decode_params(section)
+    assert back_shifts == shifts
+    assert all(np.array_equal(back[name], ints[name]) for name in params.names())
+    # Cheaper than the best single Exp-Golomb order per tensor, by the measured amount.
+    dense = sum(
+        min(params._eg_bits(params._zigzag(ints[n].ravel()), k) for k in range(15))
+        for n in params.names()
+    )
+    assert 8 * len(section) < dense - 8 * 100
+    # The encoder's step search prices exactly what is written (16 head bytes, then bits).
+    priced = sum(params.group_bits(ints, group) for group in ("arm", "up", "syn"))
+    assert len(section) == 16 + -(-priced // 8)
+
+
+def test_damaged_run_length_sections_are_refused_not_misread() -> None:
+    shifts = params.uniform_shifts(7, 8, 9)
+    ints = params.quantise(_sparse_params(4), shifts)
+    section = params.encode_params(ints, shifts)
+    refused = 0
+    for i in range(16, len(section)):
+        for bit in (0x01, 0x10, 0x80):
+            damaged = bytearray(section)
+            damaged[i] ^= bit
+            try:
+                back, _ = params.decode_params(bytes(damaged))
+            except CorruptBitstreamError:
+                refused += 1
+                continue
+            # What still parses is a different, in-range parameter set (the tile CRC
+            # catches it); never an exception of another kind.
+            assert any(not np.array_equal(back[n], ints[n]) for n in params.names())
+    assert refused > 0
+
+
+def test_sections_of_the_earlier_layout_still_decode() -> None:
+    # Layout 2 wrote every tensor in Exp-Golomb; its nibble 15 meant order 15.
+    shifts = params.uniform_shifts(7, 8, 9)
+    ints = params.quantise(_random_params(5), shifts)
+    orders = {name: 15 if name == "up.k" else 1 for name in params.names()}
+    bits = "".join(
+        params._eg_text(u, orders[name])
+        for name in params.names()
+        for u in params._zigzag(ints[name].ravel()).tolist()
+    )
+    bits += "0" * (-len(bits) % 8)
+    section = bytes(shifts[n] << 4 | orders[n] for n in params.names())
+    section += int(bits, 2).to_bytes(len(bits) // 8, "big")
+    back, back_shifts = params.decode_params(section, layout=2)
+    assert back_shifts == shifts
+    assert all(np.array_equal(back[n], ints[n]) for n in params.names())
+    with pytest.raises(CorruptBitstreamError):  # read as layout 3, up.k would be run-length
+        params.decode_params(section)
+
+
 def test_arm_tensors_at_different_precisions_are_refused() -> None:
     shifts = params.uniform_shifts(7, 8, 9)
     ints = params.quantise(_random_params(2), shifts)
