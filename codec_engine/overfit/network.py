@@ -232,6 +232,12 @@ def bicubic_taps(taps: int) -> torch.Tensor:
     return torch.tensor([cubic((k - (taps - 1) / 2) / 2) for k in range(taps)])
 
 
+# The depthwise and 3x3 convolutions run channels-last: oneDNN's backward passes for so
+# few channels are about twice as fast in that layout. Measured on chelsea (2 threads):
+# upsampling forward + backward 53 -> 24 ms, one 3x3 residual convolution 14 -> 7 ms.
+_FAST_LAYOUT = torch.channels_last
+
+
 def _separable(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     """Same-size depthwise filter of (1, C, h, w) by outer(taps, taps), replicate border."""
     c, n = x.shape[1], taps.shape[0]
@@ -257,7 +263,7 @@ def upsample_stack(
     for lv in range(len(latents) - 2, -1, -1):
         h, w = latents[lv].shape
         c = x.shape[1]
-        x = _separable(x, prefilters[lv])
+        x = _separable(x.contiguous(memory_format=_FAST_LAYOUT), prefilters[lv])
         weight = torch.outer(kernels[lv], kernels[lv]).expand(c, 1, taps, taps)
         up = F.conv_transpose2d(
             F.pad(x, (pad, pad, pad, pad), mode="replicate"), weight, stride=2, groups=c
@@ -274,6 +280,7 @@ def synthesise(p: Params, latents: list[torch.Tensor]) -> torch.Tensor:
     rgb = _TiledMlp.apply(  # type: ignore[no-untyped-call]
         flat, p["syn.w1"], p["syn.b1"], p["syn.w2"], p["syn.b2"]
     ).reshape(1, 3, h, w)
+    rgb = rgb.contiguous(memory_format=_FAST_LAYOUT)
     r1 = F.conv2d(F.pad(rgb, (1, 1, 1, 1), mode="replicate"), p["syn.c1"], p["syn.d1"])
     rgb = torch.relu(rgb + r1)
     r2 = F.conv2d(F.pad(rgb, (1, 1, 1, 1), mode="replicate"), p["syn.c2"], p["syn.d2"])
