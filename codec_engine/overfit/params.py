@@ -21,7 +21,8 @@ than its neighbours.
              one byte (r u4 << 4 | k u4) per run-length tensor, in the same order |
              the codes of every tensor (PARAM_SPEC order), zero-padded to a byte
 
-Layout 2 (before 2026-11-30) had no run-length mode: its mode nibble is always an order.
+Layout 2 (until the run-length mode came on 2026-11-29) had no run-length mode: its mode
+nibble is always an Exp-Golomb order.
 """
 
 from __future__ import annotations
