@@ -1,6 +1,6 @@
 """Encode one image with the max preset into a tile payload, and decode it back.
 
-    payload = layout u8 (2) | reserved u8 | parameter section length u16 |
+    payload = layout u8 (3; 2 is still decoded) | reserved u8 | parameter section length u16 |
               parameter section (see `params`) | latent ANS stream (32-bit words)
 
 The tile record's CRC-32 is over the parameter section, then each latent's entropy
@@ -27,10 +27,7 @@ from codec_engine.overfit.network import synthesise
 
 Image = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
-# Payload layouts: 1, one shift and order per parameter group (until 2026-11-29; refused);
-# 2, per-tensor shifts and orders (decoded still); 3, run-length coded tensors too.
-LAYOUT = params.LAYOUT
-_DECODABLE = (2, 3)
+LAYOUT = params.LAYOUT  # the payload's layout is its parameter section's
 _HEAD = struct.Struct("<BBH")
 ARM_SHIFTS = range(5, 13)
 NET_SHIFTS = range(4, 13)
@@ -165,7 +162,7 @@ def decode_payload(payload: bytes, params_crc: int, height: int, width: int, thr
     if len(payload) < _HEAD.size:
         raise CorruptBitstreamError("max payload shorter than its header")
     layout, _reserved, plen = _HEAD.unpack_from(payload)
-    if layout not in _DECODABLE:
+    if layout not in params.DECODABLE_LAYOUTS:
         raise CorruptBitstreamError(f"unknown max payload layout {layout}")
     if _HEAD.size + plen > len(payload):
         raise CorruptBitstreamError("parameter section exceeds the payload")

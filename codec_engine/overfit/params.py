@@ -42,6 +42,9 @@ IntParams = dict[str, I64]
 MAX_ABS = (1 << 16) - 1  # bounds every integer so the int64 ARM can never overflow
 MAX_SHIFT = 15
 LAYOUT = 3  # the parameter section's layout: see the module docstring
+_RUN_LENGTH_SINCE = 3  # first layout with the run-length mode
+# Layout 1 (one shift and order per parameter group, until 2026-11-29) is refused.
+DECODABLE_LAYOUTS = (2, LAYOUT)
 RUN_LENGTH = 15  # mode nibble of a run-length coded tensor
 MAX_ORDER = 14  # highest Exp-Golomb order of a dense tensor (15 is RUN_LENGTH)
 _NIBBLE = 15  # highest run and magnitude order (one nibble each)
@@ -246,7 +249,9 @@ def decode_params(data: bytes, layout: int = LAYOUT) -> tuple[IntParams, Shifts]
     shifts = {name: data[i] >> 4 for i, name in enumerate(tensors)}
     # Exp-Golomb order of each tensor, None for run-length (layout 2 had no run-length).
     modes: dict[str, int | None] = {
-        name: None if layout >= 3 and data[i] & 0x0F == RUN_LENGTH else data[i] & 0x0F
+        name: None
+        if layout >= _RUN_LENGTH_SINCE and data[i] & 0x0F == RUN_LENGTH
+        else data[i] & 0x0F
         for i, name in enumerate(tensors)
     }
     arm_shifts = {shifts[name] for name in names("arm")}

@@ -175,7 +175,9 @@ def test_sparse_parameters_are_run_length_coded_and_round_trip() -> None:
     assert all(np.array_equal(back[name], ints[name]) for name in params.names())
     # Cheaper than the best single Exp-Golomb order per tensor, by the measured amount.
     dense = sum(
-        min(params._eg_bits(params._zigzag(ints[n].ravel()), k) for k in range(15))
+        min(
+            params._eg_bits(params._zigzag(ints[n].ravel()), k) for k in range(params.MAX_ORDER + 1)
+        )
         for n in params.names()
     )
     assert 8 * len(section) < dense - 8 * 100
