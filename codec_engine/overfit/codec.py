@@ -134,7 +134,15 @@ def encode_image(
     iteration budget, seed and thread count)."""
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    fitted = fit(image, lam, iterations=iterations, seconds=seconds, seed=seed, progress=progress)
+    fitted = fit(
+        image,
+        lam,
+        iterations=iterations,
+        seconds=seconds,
+        seed=seed,
+        threads=threads,
+        progress=progress,
+    )
     lim = ARCH.latent_max
     latents = [
         torch.round(y).clamp(-lim, lim).to(torch.int64).numpy().copy() for y in fitted.latents

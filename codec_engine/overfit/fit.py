@@ -28,6 +28,13 @@ The straight-through phase is kept short: 0 / 1 / 2 / 5 / 10 / 30 % of the itera
 integers). A 4-candidate warm-up (50 iterations each, Kumaraswamy noise) gained 0.7 %, and
 a synthesis of 24 hidden channels instead of 40 lost 5 %; neither is used.
 
+With two or more threads, each iteration runs its two branches side by side: the rate
+(contexts and ARM) in a helper thread, the distortion (upsampling and synthesis) in the
+calling thread, each with half the threads. Their gradients meet at the latents. On this
+2-core machine torch's own two threads bring little to these small tensors (chelsea: 0.110
+s per iteration with one thread, 0.106 with two), while the branches side by side, one
+thread each, took 0.082 s (rate 0.047, distortion 0.068 alone).
+
 With an iteration budget the fit is deterministic (fixed seed, fixed thread count). With a
 time budget the iteration count is set after timing the first iterations, so it depends on
 the machine's speed.
@@ -37,7 +44,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +115,23 @@ def soft_round(y: torch.Tensor, alpha: float) -> torch.Tensor:
     return m + torch.tanh(alpha * (y - m)) / (2.0 * math.tanh(alpha / 2.0))
 
 
+def _rate_grads(
+    params: Params, arm_params: list[torch.Tensor], coded: list[torch.Tensor], scale: float
+) -> Sequence[torch.Tensor]:
+    """Gradients of the latents' bits (times `scale`) for the latents, then the ARM."""
+    mu, log_scale = arm(params, contexts(coded))
+    bits = laplace_bits(torch.cat([c.reshape(-1) for c in coded]), mu, log_scale)
+    return torch.autograd.grad(bits * scale, [*coded, *arm_params])
+
+
+def _distortion_grads(
+    params: Params, net_params: list[torch.Tensor], coded: list[torch.Tensor], x: torch.Tensor
+) -> Sequence[torch.Tensor]:
+    """Gradients of the MSE for the latents, then the upsampling and synthesis."""
+    mse = torch.mean((synthesise(params, coded) - x) ** 2)
+    return torch.autograd.grad(mse, [*coded, *net_params])
+
+
 def image_tensor(image: npt.NDArray[np.uint8]) -> torch.Tensor:
     # A copy: the caller's array may be read-only (torch warns on those).
     return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
@@ -119,9 +144,31 @@ def fit(
     iterations: int,
     seconds: float | None = None,
     seed: int = 0,
+    threads: int = 1,
     progress: FitProgress | None = None,
 ) -> Fitted:
-    """Fit the overfitted decoder to `image` (HxWx3 uint8) within the budget."""
+    """Fit the overfitted decoder to `image` (HxWx3 uint8) within the budget, on `threads`
+    threads (two or more: rate and distortion side by side)."""
+    pool = ThreadPoolExecutor(1) if threads >= 2 else None
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // 2))
+    try:
+        return _fit(image, lam, iterations, seconds, seed, pool, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+        if pool is not None:
+            pool.shutdown()
+
+
+def _fit(
+    image: npt.NDArray[np.uint8],
+    lam: float,
+    iterations: int,
+    seconds: float | None,
+    seed: int,
+    pool: ThreadPoolExecutor | None,
+    progress: FitProgress | None,
+) -> Fitted:
     start = time.perf_counter()
     x = image_tensor(image)
     h, w = x.shape[1:]
@@ -130,6 +177,8 @@ def fit(
     params = init_params(gen)
     for t in params.values():
         t.requires_grad_(True)
+    arm_params = [params[name] for group, name, _ in PARAM_SPEC if group == "arm"]
+    net_params = [params[name] for group, name, _ in PARAM_SPEC if group != "arm"]
     latents = [torch.zeros(s, requires_grad=True) for s in level_shapes(h, w)]
     groups: list[dict[str, object]] = [
         {"params": list(params.values()), "gain": 1.0},
@@ -170,14 +219,26 @@ def fit(
             coded = [(y + (torch.round(y) - y).detach()).clamp(-lim, lim) for y in latents]
         for group in opt.param_groups:
             group["lr"] = lr * group["gain"]
-        mu, log_scale = arm(params, contexts(coded))
-        bits = laplace_bits(torch.cat([c.reshape(-1) for c in coded]), mu, log_scale)
-        rec = synthesise(params, coded)
-        if PARAM_RATE_WEIGHT:
-            bits = bits + PARAM_RATE_WEIGHT * param_bits_estimate(params)
-        loss = torch.mean((rec - x) ** 2) + lam * bits / pixels
+        # Both branches start from the same detached latents; their gradients are summed
+        # there and carried back through the quantiser proxy.
+        leaves = [c.detach().requires_grad_(True) for c in coded]
+        if pool is not None:
+            rate_job = pool.submit(_rate_grads, params, arm_params, leaves, lam / pixels)
+            dist = _distortion_grads(params, net_params, leaves, x)
+            rate = rate_job.result()
+        else:
+            rate = _rate_grads(params, arm_params, leaves, lam / pixels)
+            dist = _distortion_grads(params, net_params, leaves, x)
+        n = len(leaves)
         opt.zero_grad(set_to_none=True)
-        loss.backward()  # type: ignore[no-untyped-call]
+        if PARAM_RATE_WEIGHT:
+            param_rate = PARAM_RATE_WEIGHT * lam / pixels * param_bits_estimate(params)
+            param_rate.backward(inputs=list(params.values()))  # type: ignore[no-untyped-call]
+        for t, g in zip([*arm_params, *net_params], [*rate[n:], *dist[n:]], strict=True):
+            t.grad = g if t.grad is None else t.grad + g
+        torch.autograd.backward(
+            coded, [r + d for r, d in zip(rate[:n], dist[:n], strict=True)], inputs=latents
+        )
         opt.step()
         it += 1
         if progress is not None:

@@ -279,6 +279,51 @@ def test_time_budget_is_planned_on_the_steady_speed_not_the_slow_start(
     assert fitted.iterations == round(clock[0] - 24) + 8
 
 
+def test_fit_with_rate_and_distortion_side_by_side_equals_the_one_thread_fit() -> None:
+    # With two threads the rate and distortion branches run at once, one thread each; the
+    # fit must come out identical to the one-thread fit, and leave torch's threads as found.
+    import torch
+
+    from codec_engine.overfit import fit
+
+    rng = np.random.default_rng(1)
+    tiny = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    torch.set_num_threads(2)
+    one = fit.fit(tiny, 0.004, iterations=40, threads=1)
+    two = fit.fit(tiny, 0.004, iterations=40, threads=2)
+    assert torch.get_num_threads() == 2
+    assert all(torch.equal(one.params[k], two.params[k]) for k in one.params)
+    assert all(torch.equal(a, b) for a, b in zip(one.latents, two.latents, strict=True))
+    assert not torch.equal(one.latents[0], torch.zeros_like(one.latents[0]))
+
+
+def test_branch_gradients_add_up_to_the_whole_loss_gradient() -> None:
+    import torch
+
+    from codec_engine.overfit import fit, network
+    from codec_engine.overfit.arch import level_shapes
+
+    gen = torch.Generator().manual_seed(5)
+    p = {
+        k: (v + 0.2 * torch.randn(v.shape, generator=gen)).requires_grad_(True)
+        for k, v in network.init_params(gen).items()
+    }
+    arm_p = [p[k] for k in params.names("arm")]
+    net_p = [p[k] for k in params.names("up") + params.names("syn")]
+    lat = [(3 * torch.randn(s, generator=gen)).requires_grad_(True) for s in level_shapes(24, 40)]
+    x = torch.rand(3, 24, 40, generator=gen)
+    scale = 0.01 / (24 * 40)
+    mu, log_scale = network.arm(p, network.contexts(lat))
+    bits = network.laplace_bits(torch.cat([y.reshape(-1) for y in lat]), mu, log_scale)
+    loss = torch.mean((network.synthesise(p, lat) - x) ** 2) + scale * bits
+    want = torch.autograd.grad(loss, [*lat, *arm_p, *net_p])
+    rate = fit._rate_grads(p, arm_p, lat, scale)
+    dist = fit._distortion_grads(p, net_p, lat, x)
+    n = len(lat)
+    got = [r + d for r, d in zip(rate[:n], dist[:n], strict=True)] + [*rate[n:], *dist[n:]]
+    assert all(torch.allclose(w, g, atol=1e-6) for w, g in zip(want, got, strict=True))
+
+
 # ---- licence gate ----------------------------------------------------------------------------
 def _max_key(features: tuple[str, ...]) -> str:
     ent = replace(test_gate.FULL, features=features, model_versions=("msh-v1", MODEL_NAME))
