@@ -195,10 +195,12 @@ class Model:
             y = self.codec.analyse(x, self.quality)
             reference = references[i] if references is not None else None
             z = None
-            if refine_steps > 0 and reference is None:
+            if refine_steps > 0:
                 from codec_engine.models.refine import refine_latent
 
-                y, z = refine_latent(self.codec, x, y, self.quality, refine_steps)
+                y, z = refine_latent(
+                    self.codec, x, y, self.quality, refine_steps, reference=reference
+                )
             code, y_hat = self.codec.compress_latent(y, reference, z)
             if reconstruct:
                 rec = self.codec.synthesise(y_hat, self.quality)

@@ -89,6 +89,7 @@ class NeuralImageCodec:
             except RuntimeError as exc:
                 raise WeightsError(f"P-frame prior does not fit the model: {exc}") from None
             self.inter64 = prior.double().eval()
+        self._inter32: InterPrior | None = None
         # oneDNN picks kernels (and so float rounding) by shape *and* thread count: every
         # transform runs under this fixed count, whatever the host process set globally.
         self.threads = threads
@@ -101,6 +102,19 @@ class NeuralImageCodec:
     @property
     def has_inter(self) -> bool:
         return self.inter64 is not None
+
+    def inter_prior(self) -> InterPrior:
+        """A float32 copy of the P-frame prior for encoder-side refinement (gradients flow
+        through it; the coded entropy parameters still come from the float64 one)."""
+        if self.inter64 is None:
+            raise UnsupportedBitstreamError("these weights carry no P-frame prior")
+        if self._inter32 is None:
+            prior = InterPrior(self.config.m, self.inter64.hidden)
+            prior.load_state_dict({k: v.float() for k, v in self.inter64.state_dict().items()})
+            for p in prior.parameters():
+                p.requires_grad_(False)
+            self._inter32 = prior.eval()
+        return self._inter32
 
     def _entropy_params(
         self, z_hat: npt.NDArray[np.int32], reference: Tensor | None = None

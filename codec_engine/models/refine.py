@@ -7,6 +7,12 @@ recomputed from y: the side information that gives the best entropy parameters f
 image need not be what the hyper-analysis would say (measured: a further 2.5 % of bytes).
 The decoder needs nothing new, so refined and unrefined streams decode alike.
 
+A P-frame tile is refined the same way against its own rate: the entropy parameters come
+from the P-frame prior given the previous decoded latent, and z starts from the hyper-analysis
+of the change. The search can then keep an element on the reference where following the
+picture exactly would cost more bits than it buys in distortion, which an amortised
+analysis transform cannot do.
+
 Rounding is relaxed with stochastic Gumbel annealing (Yang et al., "Improving Inference for
 Neural Image Compression", NeurIPS 2020): each element is a random soft choice between its
 floor and ceiling, favouring the nearer one, and the temperature falls so the latent ends on
@@ -63,16 +69,19 @@ def refine_latent(
     quality: int,
     steps: int,
     lr: float = LEARNING_RATE,
+    reference: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Return a refined gained latent y and hyper-latent z (unrounded), never worse in loss
-    than `y` with the hyper-analysis's z."""
+    than `y` with the hyper-analysis's z. With `reference` (the previous decoded latent of a
+    P-frame tile) the rate is the P-frame rate."""
     net = codec.net
+    prior = None if reference is None else codec.inter_prior()
     lam = codec.lambdas[quality - 1]
     _, dec_gain = codec._gains(quality)
     pixels = x_rgb.shape[2] * x_rgb.shape[3]
     generator = torch.Generator().manual_seed(steps)
     with torch.no_grad():
-        z_start = net.h_a(y).float()
+        z_start = net.h_a(y if reference is None else y - reference).float()
     latent = y.detach().clone().requires_grad_(True)
     hyper = z_start.clone().requires_grad_(True)
     opt = torch.optim.Adam([latent, hyper], lr=lr)
@@ -84,6 +93,9 @@ def refine_latent(
         with _autocast(v, bf16):
             params = net.h_s(z_hat)
         mean, scale = MeanScaleHyperprior.split_params(params.float())
+        if prior is not None:
+            assert reference is not None
+            mean, scale = prior(reference, mean, scale)
         soft = _ste(v - mean) if tau is None else annealed_round(v - mean, tau, generator)
         y_hat = soft + mean
         bits = -torch.log2(gaussian_likelihood(y_hat, mean, scale)).sum()

@@ -88,6 +88,37 @@ def test_p_frames_cost_less_than_intra_on_a_still_scene(clip: list[np.ndarray]) 
     assert all(np.array_equal(d, r) for d, r in zip(decoded, inter.reconstruction, strict=True))
 
 
+def test_a_refined_p_frame_costs_less_and_decodes_with_the_same_decoder(
+    clip: list[np.ndarray], tmp_path: Path
+) -> None:
+    model = api.load_model("msh-v1", 4)
+    lam = model.codec.lambdas[3]  # the rate weight quality 4 was trained for
+    _, _, references = model.encode_frame(clip[0], tile=64)
+
+    def p_frame(steps: int) -> tuple[int, float]:
+        coded, recon, _ = model.encode_frame(
+            clip[1], tile=64, refine_steps=steps, references=references
+        )
+        assert coded.frame_type == FrameType.PREDICTED and recon is not None
+        err = recon.astype(np.float64) - clip[1].astype(np.float64)
+        return sum(len(t.data) for t in coded.tiles), float(np.mean(err**2))
+
+    # The objective refinement minimises, on the real P-frame bitstream, from the same
+    # reference: bits per pixel plus lambda times the squared error.
+    pixels = clip[1].shape[0] * clip[1].shape[1]
+    (plain_bytes, plain_mse), (refined_bytes, refined_mse) = p_frame(0), p_frame(12)
+    assert (
+        refined_bytes * 8 / pixels + lam * refined_mse < plain_bytes * 8 / pixels + lam * plain_mse
+    )
+
+    refined = model.encode(clip[:3], tile=64, intra_period=4, refine_steps=4)
+    assert model.encode(clip[:3], tile=64, intra_period=4, refine_steps=4).data == refined.data
+    (tmp_path / "r.nce").write_bytes(refined.data)
+    run_script(DECODE_SCRIPT, str(tmp_path / "r.nce"), str(tmp_path / "d.npy"))
+    decoded = np.load(tmp_path / "d.npy")
+    assert np.array_equal(decoded, np.stack(refined.reconstruction)), "decoder drifted"
+
+
 def test_seeking_starts_at_the_previous_intra_frame(clip: list[np.ndarray]) -> None:
     res = api.load_model("msh-v1", 4).encode(clip, intra_period=4)
     full = api.decode(res.data).frames
