@@ -177,31 +177,53 @@ class Model:
         refine_steps: int = 0,
         reconstruct: bool = True,
         references: list[Any] | None = None,
+        scene_cut: bool = False,
     ) -> tuple[container.Frame, Frame | None, list[Any]]:
         """Code one frame: intra, or as a P-frame when `references` (the previous frame's
-        decoded latents, one per tile) are given. Returns the container frame, its
-        reconstruction (when asked) and its decoded latents (the next frame's references)."""
+        decoded latents, one per tile) are given. With `scene_cut`, a frame that would cost
+        fewer bytes intra than as a P-frame is coded intra (a scene cut: the previous frame
+        predicts nothing). Returns the container frame, its reconstruction (when asked) and
+        its decoded latents (the next frame's references)."""
         import torch
 
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise CommandError("frames must be HxWx3 uint8 RGB")
         h, w = frame.shape[:2]
+        tiles = []
+        for top, left, th, tw in _tiles(h, w, tile):
+            x = _to_tensor(frame[top : top + th, left : left + tw])
+            assert isinstance(x, torch.Tensor)
+            tiles.append((x, self.codec.analyse(x, self.quality)))
+        # The fast codes of a would-be P-frame: the scene-cut test weighs them against intra
+        # codes, and the winner is the frame's code when no refinement follows.
+        codes: list[tuple[Any, Any]] | None = None
+        if references is not None and (scene_cut or refine_steps == 0):
+            codes = [
+                self.codec.compress_latent(y, ref)
+                for (_, y), ref in zip(tiles, references, strict=True)
+            ]
+            if scene_cut:
+                intra = [self.codec.compress_latent(y) for _, y in tiles]
+                if sum(len(c.data) for c, _ in intra) <= sum(len(c.data) for c, _ in codes):
+                    references, codes = None, intra
         recon = np.empty_like(frame)
         records = []
         latents: list[Any] = []
-        for i, (top, left, th, tw) in enumerate(_tiles(h, w, tile)):
-            x = _to_tensor(frame[top : top + th, left : left + tw])
-            assert isinstance(x, torch.Tensor)
-            y = self.codec.analyse(x, self.quality)
+        for i, ((x, y), (top, left, th, tw)) in enumerate(
+            zip(tiles, _tiles(h, w, tile), strict=True)
+        ):
             reference = references[i] if references is not None else None
-            z = None
             if refine_steps > 0:
                 from codec_engine.models.refine import refine_latent
 
                 y, z = refine_latent(
                     self.codec, x, y, self.quality, refine_steps, reference=reference
                 )
-            code, y_hat = self.codec.compress_latent(y, reference, z)
+                code, y_hat = self.codec.compress_latent(y, reference, z)
+            elif codes is not None:
+                code, y_hat = codes[i]
+            else:
+                code, y_hat = self.codec.compress_latent(y)
             if reconstruct:
                 rec = self.codec.synthesise(y_hat, self.quality)
                 recon[top : top + th, left : left + tw] = _to_uint8(rec, th, tw)
@@ -224,11 +246,13 @@ class Model:
         keep_reconstruction: bool = True,
         refine_steps: int = 0,
         intra_period: int | None = None,
+        scene_cuts: bool = True,
     ) -> EncodeResult:
         """Code a sequence of same-sized frames into one bitstream (deterministic): an intra
-        frame every `intra_period` frames (default `DEFAULT_INTRA_PERIOD` when the weights
-        carry a P-frame prior, else 1) and P-frames between them (low delay: each P-frame
-        references only the previous frame)."""
+        frame at least every `intra_period` frames (default `DEFAULT_INTRA_PERIOD` when the
+        weights carry a P-frame prior, else 1) and P-frames between them (low delay: each
+        P-frame references only the previous frame). With `scene_cuts`, a frame that costs
+        fewer bytes intra than as a P-frame is coded intra and the period restarts there."""
         if tile % ALIGN or not ALIGN <= tile <= container.MAX_TILE:
             raise CommandError(
                 f"tile size must be a multiple of {ALIGN} up to {container.MAX_TILE}"
@@ -244,16 +268,19 @@ class Model:
         recon: list[Frame] = []
         size: tuple[int, int] | None = None
         references: list[Any] | None = None
+        last_intra = 0
         for n, frame in enumerate(frames):
             if size is None:
                 size = (frame.shape[0], frame.shape[1])
             elif frame.shape[:2] != size:
                 raise CommandError("all frames must have the same size")
-            if n % intra_period == 0:
+            if n - last_intra >= intra_period:
                 references = None
             c, r, references = self.encode_frame(
-                frame, tile, refine_steps, keep_reconstruction, references
+                frame, tile, refine_steps, keep_reconstruction, references, scene_cuts
             )
+            if c.frame_type == FrameType.INTRA:
+                last_intra = n
             coded.append(c)
             if r is not None:
                 recon.append(r)

@@ -85,8 +85,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--intra-period",
         type=_positive_int,
         metavar="N",
-        help="video: an intra frame every N frames, P-frames between (fast preset; default "
-        "32 with weights that carry a P-frame prior; 1 = every frame intra)",
+        help="video: an intra frame at least every N frames, P-frames between, and at scene "
+        "cuts (fast preset; default 32 with weights that carry a P-frame prior; 1 = every "
+        "frame intra)",
     )
     _add_preset_options(enc)
     _add_licence_options(enc)

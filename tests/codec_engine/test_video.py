@@ -119,6 +119,35 @@ def test_a_refined_p_frame_costs_less_and_decodes_with_the_same_decoder(
     assert np.array_equal(decoded, np.stack(refined.reconstruction)), "decoder drifted"
 
 
+def test_a_scene_cut_is_coded_intra_and_restarts_the_intra_period(
+    clip: list[np.ndarray],
+) -> None:
+    import skimage.data
+
+    # A cut after the third frame of the pan, to a still shot of another part of the picture.
+    still = np.ascontiguousarray(skimage.data.coffee()[280:376, 380:508])
+    frames = clip[:3] + [still] * 4
+    model = api.load_model("msh-v1", 4)
+    res = model.encode(frames, tile=64, intra_period=4)
+    assert _types(res.data) == [
+        FrameType.INTRA,
+        FrameType.PREDICTED,
+        FrameType.PREDICTED,
+        FrameType.INTRA,  # the cut, one frame before the period would have forced it
+        *[FrameType.PREDICTED] * 3,  # the period counts from the cut
+    ]
+    forced = model.encode(frames, tile=64, intra_period=4, scene_cuts=False)
+    assert _types(forced.data)[3:5] == [FrameType.PREDICTED, FrameType.INTRA]
+    assert res.num_bytes < forced.num_bytes
+    decoded = api.decode(res.data).frames
+    assert all(np.array_equal(d, r) for d, r in zip(decoded, res.reconstruction, strict=True))
+    # Seeking into the new scene starts at the cut.
+    part = list(api.decode_stream(io.BytesIO(res.data), len(res.data), start=5))
+    assert np.array_equal(part[0][1], decoded[5])
+    reader = container.StreamReader(io.BytesIO(res.data), len(res.data))
+    assert reader.intra_at_or_before(5) == 3
+
+
 def test_seeking_starts_at_the_previous_intra_frame(clip: list[np.ndarray]) -> None:
     res = api.load_model("msh-v1", 4).encode(clip, intra_period=4)
     full = api.decode(res.data).frames
