@@ -11,6 +11,7 @@ parameters travels with each tile and a mismatch is refused instead of decoded t
 from __future__ import annotations
 
 import contextlib
+import copy
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,11 +110,7 @@ class NeuralImageCodec:
         if self.inter64 is None:
             raise UnsupportedBitstreamError("these weights carry no P-frame prior")
         if self._inter32 is None:
-            prior = InterPrior(self.config.m, self.inter64.hidden)
-            prior.load_state_dict({k: v.float() for k, v in self.inter64.state_dict().items()})
-            for p in prior.parameters():
-                p.requires_grad_(False)
-            self._inter32 = prior.eval()
+            self._inter32 = copy.deepcopy(self.inter64).float().requires_grad_(False)
         return self._inter32
 
     def _entropy_params(
