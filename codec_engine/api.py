@@ -261,6 +261,8 @@ class Model:
             intra_period = DEFAULT_INTRA_PERIOD if self.codec.has_inter else 1
         if intra_period < 1:
             raise CommandError("the intra period must be at least 1 frame")
+        if refine_steps < 0:
+            raise CommandError("refinement steps must be 0 or more")
         if intra_period > 1 and not self.codec.has_inter:
             raise CommandError(f"{self.spec.name} weights carry no P-frame prior: use period 1")
         start = time.perf_counter()

@@ -60,6 +60,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     enc = subparsers.add_parser("encode", help="encode an image, frame sequence or video")
     enc.add_argument("input", help="image file, directory or glob of frames, or video file")
@@ -76,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     enc.add_argument("--tile", type=int, default=1024, help="tile size in pixels (multiple of 64)")
     enc.add_argument(
         "--refine",
-        type=int,
+        type=_non_negative_int,
         default=0,
         metavar="STEPS",
         help="encoder-side latent refinement steps (slower, smaller)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import io
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codec_engine import api, container
+from codec_engine import api, commands, container
 from codec_engine.container import FrameType
 from codec_engine.errors import BitstreamError, CommandError, DecodeMismatchError
 from tests.codec_engine.conftest import run_script
@@ -180,6 +181,15 @@ def test_a_stream_must_start_with_an_intra_frame(clip: list[np.ndarray]) -> None
         api.decode(damaged)
 
 
-def test_bad_intra_period_is_refused(clip: list[np.ndarray]) -> None:
+def test_bad_intra_period_or_refinement_is_refused(clip: list[np.ndarray]) -> None:
+    model = api.load_model("msh-v1", 4)
     with pytest.raises(CommandError, match="intra period"):
-        api.load_model("msh-v1", 4).encode(clip, intra_period=0)
+        model.encode(clip, intra_period=0)
+    with pytest.raises(CommandError, match="refinement steps"):
+        model.encode(clip, refine_steps=-1)
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers(dest="command", required=True))
+    for option, value in (("--refine", "-1"), ("--intra-period", "0")):
+        with pytest.raises(SystemExit) as exit_:
+            parser.parse_args(["encode", "in.png", "out.nce", option, value])
+        assert exit_.value.code == 2
