@@ -155,6 +155,15 @@ def _to_uint8(x: object, h: int, w: int) -> Frame:
     return np.ascontiguousarray(out.permute(1, 2, 0).numpy())
 
 
+@dataclass
+class _TileState:
+    """What the next P-frame needs of a coded tile: its decoded latent (the reference) and,
+    on the encoder, its decoded picture (the skip decision's alternative)."""
+
+    latent: Any
+    picture: Any = None
+
+
 class Model:
     """A model of the zoo at one quality level, ready to encode."""
 
@@ -178,12 +187,15 @@ class Model:
         reconstruct: bool = True,
         references: list[Any] | None = None,
         scene_cut: bool = False,
+        skip_blocks: bool = True,
     ) -> tuple[container.Frame, Frame | None, list[Any]]:
-        """Code one frame: intra, or as a P-frame when `references` (the previous frame's
-        decoded latents, one per tile) are given. With `scene_cut`, a frame that would cost
-        fewer bytes intra than as a P-frame is coded intra (a scene cut: the previous frame
-        predicts nothing). Returns the container frame, its reconstruction (when asked) and
-        its decoded latents (the next frame's references)."""
+        """Code one frame: intra, or as a P-frame when `references` (what the previous frame
+        left per tile) are given. With `skip_blocks`, a P-frame keeps the previous decoded
+        latent on every 32x32 block where that costs less than coding it (a
+        `PREDICTED_SKIP` frame). With `scene_cut`, a frame that would cost fewer bytes
+        intra than as a P-frame is coded intra (a scene cut: the previous frame predicts
+        nothing). Returns the container frame, its reconstruction (when asked) and the
+        references of the next frame."""
         import torch
 
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
@@ -193,48 +205,83 @@ class Model:
         for top, left, th, tw in _tiles(h, w, tile):
             x = _to_tensor(frame[top : top + th, left : left + tw])
             assert isinstance(x, torch.Tensor)
-            tiles.append((x, self.codec.analyse(x, self.quality)))
-        # The fast codes of a would-be P-frame: the scene-cut test weighs them against intra
-        # codes, and the winner is the frame's code when no refinement follows.
+            tiles.append((x, self.codec.analyse(x, self.quality), (th, tw)))
+        # The plain codes of a would-be P-frame: the scene-cut test weighs them against intra
+        # codes (both code every element), the skip decision starts from them, and the
+        # winner is the frame's code when no refinement follows.
         codes: list[tuple[Any, Any]] | None = None
-        if references is not None and (scene_cut or refine_steps == 0):
+        skips: list[Any] = [None] * len(tiles)
+        if references is not None and (scene_cut or skip_blocks or refine_steps == 0):
             codes = [
-                self.codec.compress_latent(y, ref)
-                for (_, y), ref in zip(tiles, references, strict=True)
+                self.codec.compress_latent(y, ref.latent)
+                for (_, y, _), ref in zip(tiles, references, strict=True)
             ]
             if scene_cut:
-                intra = [self.codec.compress_latent(y) for _, y in tiles]
+                intra = [self.codec.compress_latent(y) for _, y, _ in tiles]
                 if sum(len(c.data) for c, _ in intra) <= sum(len(c.data) for c, _ in codes):
                     references, codes = None, intra
+            if references is not None and skip_blocks:
+                for i, ((x, y, visible), ref) in enumerate(zip(tiles, references, strict=True)):
+                    skips[i], codes[i] = self._skip_blocks(x, y, ref, codes[i], visible)
         recon = np.empty_like(frame)
         records = []
-        latents: list[Any] = []
-        for i, ((x, y), (top, left, th, tw)) in enumerate(
+        states: list[_TileState] = []
+        for i, ((x, y, _), (top, left, th, tw)) in enumerate(
             zip(tiles, _tiles(h, w, tile), strict=True)
         ):
-            reference = references[i] if references is not None else None
+            reference = references[i].latent if references is not None else None
             if refine_steps > 0:
                 from codec_engine.models.refine import refine_latent
 
+                skip = skips[i] if reference is not None else None
                 y, z = refine_latent(
-                    self.codec, x, y, self.quality, refine_steps, reference=reference
+                    self.codec, x, y, self.quality, refine_steps, reference=reference, skip=skip
                 )
-                code, y_hat = self.codec.compress_latent(y, reference, z)
+                code, y_hat = self.codec.compress_latent(y, reference, z, skip)
             elif codes is not None:
                 code, y_hat = codes[i]
             else:
                 code, y_hat = self.codec.compress_latent(y)
-            if reconstruct:
-                rec = self.codec.synthesise(y_hat, self.quality)
-                recon[top : top + th, left : left + tw] = _to_uint8(rec, th, tw)
+            picture = None
+            if reconstruct or skip_blocks:
+                picture = self.codec.synthesise(y_hat, self.quality)
+                recon[top : top + th, left : left + tw] = _to_uint8(picture, th, tw)
             records.append(TileRecord(code.data, code.params_crc))
-            latents.append(y_hat)
-        frame_type = FrameType.INTRA if references is None else FrameType.PREDICTED
+            states.append(_TileState(y_hat, picture))
+        if references is None:
+            frame_type = FrameType.INTRA
+        else:
+            frame_type = FrameType.PREDICTED_SKIP if skip_blocks else FrameType.PREDICTED
         return (
             container.Frame(frame_type, tuple(records)),
             recon if reconstruct else None,
-            latents,
+            list(states),
         )
+
+    def _skip_blocks(
+        self, x: Any, y: Any, reference: _TileState, code: tuple[Any, Any], visible: tuple[int, int]
+    ) -> tuple[Any, tuple[Any, Any]]:
+        """The skip map of a P-frame tile, from its plain P-frame code, and the code with it."""
+        from codec_engine.models import skip as skip_blocks
+        from codec_engine.models.coding import TileCode
+
+        picture = reference.picture
+        if picture is None:
+            picture = self.codec.synthesise(reference.latent, self.quality)
+        coded_picture = self.codec.synthesise(code[1], self.quality)
+        skip = skip_blocks.choose_skip_blocks(
+            x,
+            coded_picture,
+            picture,
+            self.codec.element_bits(y, reference.latent),
+            self.codec.lambdas[self.quality - 1],
+            visible,
+        )
+        if skip.any():
+            return skip, self.codec.compress_latent(y, reference.latent, skip=skip)
+        # Nothing skipped: the same stream behind an empty map.
+        plain, y_hat = code
+        return skip, (TileCode(skip_blocks.pack_map(skip) + plain.data, plain.params_crc), y_hat)
 
     def encode(
         self,
@@ -247,12 +294,15 @@ class Model:
         refine_steps: int = 0,
         intra_period: int | None = None,
         scene_cuts: bool = True,
+        skip_blocks: bool = True,
     ) -> EncodeResult:
         """Code a sequence of same-sized frames into one bitstream (deterministic): an intra
         frame at least every `intra_period` frames (default `DEFAULT_INTRA_PERIOD` when the
         weights carry a P-frame prior, else 1) and P-frames between them (low delay: each
-        P-frame references only the previous frame). With `scene_cuts`, a frame that costs
-        fewer bytes intra than as a P-frame is coded intra and the period restarts there."""
+        P-frame references only the previous frame). With `skip_blocks`, P-frames keep the
+        previous decoded latent where that is cheaper (`models/skip.py`). With `scene_cuts`,
+        a frame that costs fewer bytes intra than as a P-frame is coded intra and the
+        period restarts there."""
         if tile % ALIGN or not ALIGN <= tile <= container.MAX_TILE:
             raise CommandError(
                 f"tile size must be a multiple of {ALIGN} up to {container.MAX_TILE}"
@@ -279,7 +329,13 @@ class Model:
             if n - last_intra >= intra_period:
                 references = None
             c, r, references = self.encode_frame(
-                frame, tile, refine_steps, keep_reconstruction, references, scene_cuts
+                frame,
+                tile,
+                refine_steps,
+                keep_reconstruction,
+                references,
+                scene_cuts,
+                skip_blocks and intra_period > 1,
             )
             if c.frame_type == FrameType.INTRA:
                 last_intra = n
@@ -453,11 +509,15 @@ def decode_stream(
     codec = _codec(weights)
     if header.quality > codec.qualities:
         raise UnsupportedBitstreamError(f"quality {header.quality} is not in the model")
+    import torch
+
     from codec_engine.models.coding import TileCode
 
     references: list[Any] = []  # the previous frame's decoded latents, one per tile
+    previous: Frame = np.empty((0, 0, 3), dtype=np.uint8)  # and its picture
     for n, frame in reader.frames_from(start):
-        if frame.frame_type == FrameType.PREDICTED and not codec.has_inter:
+        predicted = frame.frame_type != FrameType.INTRA
+        if predicted and not codec.has_inter:
             raise UnsupportedBitstreamError("these weights carry no P-frame prior")
         out = np.empty((header.height, header.width, 3), dtype=np.uint8)
         latents = []
@@ -465,18 +525,25 @@ def decode_stream(
             zip(frame.tiles, _tiles(header.height, header.width, header.tile_size), strict=True)
         ):
             shape = (th + (-th) % ALIGN, tw + (-tw) % ALIGN)
-            reference = references[i] if frame.frame_type == FrameType.PREDICTED else None
+            reference = references[i] if predicted else None
             try:
                 y_hat = codec.decode_latent(
-                    TileCode(record.data, record.params_crc), shape, reference
+                    TileCode(record.data, record.params_crc),
+                    shape,
+                    reference,
+                    with_skip_map=frame.frame_type == FrameType.PREDICTED_SKIP,
                 )
             except BitstreamError as exc:
                 kind = "P-frame" if reference is not None else "frame"
                 raise type(exc)(f"{kind} {n}, tile {i}: {exc}") from None
-            rec = codec.synthesise(y_hat, header.quality)
-            out[top : top + th, left : left + tw] = _to_uint8(rec, th, tw)
+            if reference is not None and torch.equal(y_hat, reference):
+                # Every block skipped: the same latent gives the same picture, bit for bit.
+                out[top : top + th, left : left + tw] = previous[top : top + th, left : left + tw]
+            else:
+                rec = codec.synthesise(y_hat, header.quality)
+                out[top : top + th, left : left + tw] = _to_uint8(rec, th, tw)
             latents.append(y_hat)
-        references = latents
+        references, previous = latents, out
         if n < start:
             continue
         if progress is not None:

@@ -57,16 +57,18 @@ class Preset(enum.IntEnum):
 
 
 class FrameType(enum.IntEnum):
-    """Frame coding type: intra, or predicted from the previous frame (low delay)."""
+    """Frame coding type: intra, or predicted from the previous frame (low delay); the tiles
+    of a `PREDICTED_SKIP` frame start with a skip-block map (`codec_engine.models.skip`)."""
 
     INTRA = 0
     PREDICTED = 1
+    PREDICTED_SKIP = 2
 
 
 SUPPORTED_PRESETS = frozenset({Preset.FAST, Preset.MAX})
 #: Model ids of the overfitted architecture versions (`codec_engine.overfit.arch.MODEL_ID`).
 MAX_MODEL_IDS = frozenset({0x100})
-SUPPORTED_FRAME_TYPES = frozenset({FrameType.INTRA, FrameType.PREDICTED})
+SUPPORTED_FRAME_TYPES = frozenset({FrameType.INTRA, FrameType.PREDICTED, FrameType.PREDICTED_SKIP})
 
 
 @dataclass(frozen=True)

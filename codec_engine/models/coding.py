@@ -25,8 +25,10 @@ from torch import Tensor
 from codec_engine.entropy import coder
 from codec_engine.entropy.gaussian import quantise_mean, scale_indices
 from codec_engine.errors import DecodeMismatchError, UnsupportedBitstreamError, WeightsError
+from codec_engine.models import skip as skip_blocks
 from codec_engine.models.inter import InterPrior
 from codec_engine.models.msh import ALIGN, LAMBDAS, MeanScaleHyperprior, ModelConfig
+from codec_engine.models.skip import BoolArray
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class NeuralImageCodec:
         self.h_s64 = MeanScaleHyperprior(config).h_s.double()
         self.h_s64.load_state_dict(net.h_s.state_dict())
         self.h_s64.eval()
+        # Bits of each symbol under each scale table: the skip decision's rate estimate.
+        self.y_bits = -np.log2(np.maximum(payload["y_pmfs"].double().numpy(), 1e-300))
         self.tables = coder.CodingTables.build(
             payload["y_pmfs"].double().numpy(),
             payload["z_offsets"].numpy(),
@@ -148,12 +152,50 @@ class NeuralImageCodec:
 
     @torch.no_grad()
     def compress_latent(
-        self, y: Tensor, reference: Tensor | None = None, z: Tensor | None = None
+        self,
+        y: Tensor,
+        reference: Tensor | None = None,
+        z: Tensor | None = None,
+        skip: BoolArray | None = None,
     ) -> tuple[TileCode, Tensor]:
         """Code a gained latent (as a P-frame tile when `reference`, the previous decoded
         latent of the tile, is given); returns the code and the dequantised latent y_hat.
         `z`, the unrounded hyper-latent, defaults to the hyper-analysis of y (refinement
-        passes its own)."""
+        passes its own). With `skip` (a P-frame's block map, `models/skip.py`), the code
+        starts with the map and the set blocks keep the reference's values exactly."""
+        if skip is not None:
+            if reference is None:
+                raise ValueError("skip blocks need a reference")
+            keep = ~skip_blocks.element_mask(skip, y.shape[2], y.shape[3])
+            y = torch.where(torch.from_numpy(keep)[None, None], y, reference)
+        z_int, mean_q, idx, crc, sym = self._symbols(y, reference, z)
+        y_hat = (torch.from_numpy(sym).float() + mean_q)[None]
+        idx_np = idx.to(torch.int32).numpy()
+        if skip is None:
+            data = coder.encode(self.tables, z_int, sym, idx_np)
+        else:
+            assert reference is not None
+            coded = np.broadcast_to(keep, sym.shape)
+            data = skip_blocks.pack_map(skip) + coder.encode(
+                self.tables, z_int, sym[coded], idx_np[coded]
+            )
+            y_hat = torch.where(torch.from_numpy(keep)[None, None], y_hat, reference)
+        return TileCode(data=data, params_crc=crc), y_hat
+
+    @torch.no_grad()
+    def element_bits(
+        self, y: Tensor, reference: Tensor | None = None, z: Tensor | None = None
+    ) -> npt.NDArray[np.float64]:
+        """The bits `compress_latent(y, reference, z)` spends on each latent position (all
+        channels; z not counted): the skip decision weighs them against distortion."""
+        _, _, idx, _, sym = self._symbols(y, reference, z)
+        bits: npt.NDArray[np.float64] = self.y_bits[idx.numpy(), sym + coder.Y_RADIUS].sum(0)
+        return bits
+
+    def _symbols(
+        self, y: Tensor, reference: Tensor | None, z: Tensor | None
+    ) -> tuple[npt.NDArray[np.int32], Tensor, Tensor, int, npt.NDArray[np.int32]]:
+        """(integer z, quantised mean, scale index, CRC, symbols) of a latent."""
         if z is None:
             with _threads(self.threads):
                 # A P-frame's side information describes what changed, not the whole picture.
@@ -161,10 +203,7 @@ class NeuralImageCodec:
         z_int = self.tables.clamp_z(torch.round(z[0]).to(torch.int32).numpy())
         mean_q, idx, crc = self._entropy_params(z_int, reference)
         sym = torch.round(y[0].double() - mean_q.double()).clamp(-coder.Y_RADIUS, coder.Y_RADIUS)
-        sym_np = sym.to(torch.int32).numpy()
-        data = coder.encode(self.tables, z_int, sym_np, idx.to(torch.int32).numpy())
-        y_hat = (torch.from_numpy(sym_np).float() + mean_q)[None]
-        return TileCode(data=data, params_crc=crc), y_hat
+        return z_int, mean_q, idx, crc, sym.to(torch.int32).numpy()
 
     def compress(self, x_rgb: Tensor, quality: int) -> TileCode:
         """Contract: one padded RGB tile in [0, 1] -> its code."""
@@ -187,14 +226,25 @@ class NeuralImageCodec:
 
     @torch.no_grad()
     def decode_latent(
-        self, code: TileCode, shape: tuple[int, int], reference: Tensor | None = None
+        self,
+        code: TileCode,
+        shape: tuple[int, int],
+        reference: Tensor | None = None,
+        with_skip_map: bool = False,
     ) -> Tensor:
         """The dequantised latent y_hat of a tile of padded shape (H, W); a P-frame tile needs
-        the previous decoded latent of the tile as `reference`."""
+        the previous decoded latent of the tile as `reference`, and `with_skip_map` when its
+        frame type says the tile starts with a skip map."""
         h, w = shape
         if h % ALIGN or w % ALIGN:
             raise ValueError("tile shape must be a multiple of 64")
-        dec = coder.LatentDecoder(self.tables, code.data)
+        data, keep = code.data, None
+        if with_skip_map:
+            if reference is None:
+                raise ValueError("skip blocks need a reference")
+            skip, data = skip_blocks.unpack_map(data, h // 16, w // 16)
+            keep = ~skip_blocks.element_mask(skip, h // 16, w // 16)
+        dec = coder.LatentDecoder(self.tables, data)
         z_int = dec.decode_z(self.config.n, h // ALIGN, w // ALIGN)
         mean_q, idx, crc = self._entropy_params(z_int, reference)
         if crc != code.params_crc:
@@ -202,8 +252,16 @@ class NeuralImageCodec:
                 "the decoder's entropy parameters differ from the encoder's (a corrupted "
                 "tile, a lost or damaged reference frame, or an incompatible platform)"
             )
-        sym = dec.decode_y(idx.to(torch.int32).numpy())
-        return (torch.from_numpy(sym).float() + mean_q)[None]
+        idx_np = idx.to(torch.int32).numpy()
+        if keep is None:
+            sym = dec.decode_y(idx_np)
+            return (torch.from_numpy(sym).float() + mean_q)[None]
+        assert reference is not None
+        coded = np.broadcast_to(keep, idx_np.shape)
+        sym = np.zeros(idx_np.shape, dtype=np.int32)
+        sym[coded] = dec.decode_y(np.ascontiguousarray(idx_np[coded]))
+        y_hat = (torch.from_numpy(sym).float() + mean_q)[None]
+        return torch.where(torch.from_numpy(keep)[None, None], y_hat, reference)
 
 
 def _check_aligned(x: Tensor) -> None:

@@ -30,8 +30,10 @@ import torch
 from torch import Tensor
 
 from codec_engine.entropy.gaussian import gaussian_likelihood
+from codec_engine.models import skip as skip_blocks
 from codec_engine.models.losses import distortion
 from codec_engine.models.msh import MeanScaleHyperprior, _autocast
+from codec_engine.models.skip import BoolArray
 
 if TYPE_CHECKING:
     from codec_engine.models.coding import NeuralImageCodec
@@ -70,12 +72,20 @@ def refine_latent(
     steps: int,
     lr: float = LEARNING_RATE,
     reference: Tensor | None = None,
+    skip: BoolArray | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Return a refined gained latent y and hyper-latent z (unrounded), never worse in loss
     than `y` with the hyper-analysis's z. With `reference` (the previous decoded latent of a
-    P-frame tile) the rate is the P-frame rate."""
+    P-frame tile) the rate is the P-frame rate; with `skip` (its skip-block map), the
+    skipped elements are the reference's and cost nothing."""
     net = codec.net
     prior = None if reference is None else codec.inter_prior()
+    keep: Tensor | None = None
+    if skip is not None:
+        assert reference is not None
+        mask = skip_blocks.element_mask(skip, y.shape[2], y.shape[3])
+        keep = torch.from_numpy(~mask)[None, None]
+        y = torch.where(keep, y, reference)
     lam = codec.lambdas[quality - 1]
     _, dec_gain = codec._gains(quality)
     pixels = x_rgb.shape[2] * x_rgb.shape[3]
@@ -98,7 +108,12 @@ def refine_latent(
             mean, scale = prior(reference, mean, scale)
         soft = _ste(v - mean) if tau is None else annealed_round(v - mean, tau, generator)
         y_hat = soft + mean
-        bits = -torch.log2(gaussian_likelihood(y_hat, mean, scale)).sum()
+        bits_y = -torch.log2(gaussian_likelihood(y_hat, mean, scale))
+        if keep is not None:
+            assert reference is not None
+            y_hat = torch.where(keep, y_hat, reference)
+            bits_y = bits_y * keep
+        bits = bits_y.sum()
         bits = bits - torch.log2(net.density_z.likelihood(z_hat)).sum()
         with _autocast(v, bf16):
             x_hat = net.g_s(y_hat * dec_gain).float() + 0.5

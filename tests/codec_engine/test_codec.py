@@ -139,8 +139,8 @@ def test_video_header_carries_frame_rate(
     # One intra frame, then P-frames (the default intra period is longer than the clip).
     assert [f.frame_type for f in container.read_stream(res.data)[1]] == [
         container.FrameType.INTRA,
-        container.FrameType.PREDICTED,
-        container.FrameType.PREDICTED,
+        container.FrameType.PREDICTED_SKIP,
+        container.FrameType.PREDICTED_SKIP,
     ]
 
 

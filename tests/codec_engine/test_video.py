@@ -63,9 +63,9 @@ def test_p_frames_decode_identically_in_another_process(
     data = (tmp_path / "a.nce").read_bytes()
     assert _types(data) == [
         FrameType.INTRA,
-        *[FrameType.PREDICTED] * 3,
+        *[FrameType.PREDICTED_SKIP] * 3,
         FrameType.INTRA,
-        FrameType.PREDICTED,
+        FrameType.PREDICTED_SKIP,
     ]
     run_script(DECODE_SCRIPT, str(tmp_path / "a.nce"), str(tmp_path / "d.npy"))
     decoded = np.load(tmp_path / "d.npy")
@@ -89,6 +89,53 @@ def test_p_frames_cost_less_than_intra_on_a_still_scene(clip: list[np.ndarray]) 
     assert all(np.array_equal(d, r) for d, r in zip(decoded, inter.reconstruction, strict=True))
 
 
+def test_a_still_shot_costs_almost_nothing_and_does_not_drift(clip: list[np.ndarray]) -> None:
+    model = api.load_model("msh-v1", 4)
+    still = [clip[0]] * 4
+    res = model.encode(still, intra_period=4)
+    sizes = [sum(len(t.data) for t in f.tiles) for f in container.read_stream(res.data)[1]]
+    # Every block is skipped: a P-frame is its side information and a map, a few dozen bytes.
+    assert max(sizes[1:]) < sizes[0] / 20, sizes
+    decoded = api.decode(res.data).frames
+    assert all(np.array_equal(d, decoded[0]) for d in decoded), "a still shot drifted"
+    # Without skip blocks the P-frames re-code the picture's quantisation noise.
+    plain = model.encode(still, intra_period=4, skip_blocks=False)
+    assert _types(plain.data)[1:] == [FrameType.PREDICTED] * 3
+    assert res.num_bytes < plain.num_bytes * 0.85
+
+
+def test_skip_blocks_lower_the_rate_distortion_cost_and_old_p_frames_still_decode(
+    clip: list[np.ndarray],
+) -> None:
+    model = api.load_model("msh-v1", 4)
+    lam = model.codec.lambdas[3]
+    pixels = sum(f.shape[0] * f.shape[1] for f in clip)
+
+    def cost(res: api.EncodeResult) -> float:
+        pairs = zip(res.reconstruction, clip, strict=True)
+        err = [np.mean((r.astype(np.float64) - f) ** 2) for r, f in pairs]
+        return res.num_bytes * 8 / pixels + lam * float(np.mean(err))
+
+    skipping = model.encode(clip, tile=64, intra_period=6)
+    plain = model.encode(clip, tile=64, intra_period=6, skip_blocks=False)
+    assert cost(skipping) < cost(plain)
+    assert skipping.num_bytes < plain.num_bytes
+    # A stream of P-frames without skip maps (frame type 1, as written before them) decodes.
+    assert _types(plain.data)[1:] == [FrameType.PREDICTED] * 5
+    decoded = api.decode(plain.data).frames
+    assert all(np.array_equal(d, r) for d, r in zip(decoded, plain.reconstruction, strict=True))
+
+
+def test_a_truncated_skip_map_is_reported(clip: list[np.ndarray]) -> None:
+    res = api.load_model("msh-v1", 4).encode(clip[:2], tile=64, intra_period=4)
+    header, frames = container.read_stream(res.data)
+    p_frame = frames[1]
+    tiles = (container.TileRecord(b"", p_frame.tiles[0].params_crc), *p_frame.tiles[1:])
+    damaged = container.write_stream(header, [frames[0], dataclasses.replace(p_frame, tiles=tiles)])
+    with pytest.raises(BitstreamError, match="P-frame 1, tile 0: the tile ends inside its skip"):
+        api.decode(damaged)
+
+
 def test_a_refined_p_frame_costs_less_and_decodes_with_the_same_decoder(
     clip: list[np.ndarray], tmp_path: Path
 ) -> None:
@@ -100,7 +147,7 @@ def test_a_refined_p_frame_costs_less_and_decodes_with_the_same_decoder(
         coded, recon, _ = model.encode_frame(
             clip[1], tile=64, refine_steps=steps, references=references
         )
-        assert coded.frame_type == FrameType.PREDICTED and recon is not None
+        assert coded.frame_type == FrameType.PREDICTED_SKIP and recon is not None
         err = recon.astype(np.float64) - clip[1].astype(np.float64)
         return sum(len(t.data) for t in coded.tiles), float(np.mean(err**2))
 
@@ -132,13 +179,13 @@ def test_a_scene_cut_is_coded_intra_and_restarts_the_intra_period(
     res = model.encode(frames, tile=64, intra_period=4)
     assert _types(res.data) == [
         FrameType.INTRA,
-        FrameType.PREDICTED,
-        FrameType.PREDICTED,
+        FrameType.PREDICTED_SKIP,
+        FrameType.PREDICTED_SKIP,
         FrameType.INTRA,  # the cut, one frame before the period would have forced it
-        *[FrameType.PREDICTED] * 3,  # the period counts from the cut
+        *[FrameType.PREDICTED_SKIP] * 3,  # the period counts from the cut
     ]
     forced = model.encode(frames, tile=64, intra_period=4, scene_cuts=False)
-    assert _types(forced.data)[3:5] == [FrameType.PREDICTED, FrameType.INTRA]
+    assert _types(forced.data)[3:5] == [FrameType.PREDICTED_SKIP, FrameType.INTRA]
     assert res.num_bytes < forced.num_bytes
     decoded = api.decode(res.data).frames
     assert all(np.array_equal(d, r) for d, r in zip(decoded, res.reconstruction, strict=True))
