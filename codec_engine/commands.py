@@ -96,6 +96,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "cuts (fast preset; default 32 with weights that carry a P-frame prior; 1 = every "
         "frame intra)",
     )
+    enc.add_argument(
+        "--no-skip-blocks",
+        dest="skip_blocks",
+        action="store_false",
+        help="video: write P-frames without skip blocks (frame type 1), for decoders older "
+        "than them (larger streams)",
+    )
     _add_preset_options(enc)
     _add_licence_options(enc)
     enc.set_defaults(handler=cmd_encode)
@@ -244,7 +251,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
             progress=bar.update,
             keep_reconstruction=True,
             refine_steps=args.refine,
-            **({"intra_period": args.intra_period} if args.preset == "fast" else {}),
+            **(
+                {"intra_period": args.intra_period, "skip_blocks": args.skip_blocks}
+                if args.preset == "fast"
+                else {}
+            ),
         )
     if not keep:
         # PSNR of ours needs the originals once more; re-read them (streams stay bounded).

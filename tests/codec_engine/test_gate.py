@@ -103,6 +103,30 @@ def test_valid_licence_key_encodes(env: dict[str, Path]) -> None:
     assert env["out"].stat().st_size > 100
 
 
+def test_a_frame_sequence_encodes_with_or_without_skip_blocks(
+    env: dict[str, Path], small_image: np.ndarray
+) -> None:
+    from codec_engine import container
+
+    frames = env["work"].parent / "frames"
+    frames.mkdir()
+    for i in range(3):
+        save_png(frames / f"f{i}.png", small_image)
+    env = {**env, "image": frames}
+    kinds = {}
+    for extra in ((), ("--no-skip-blocks",)):
+        assert _encode(env, "--licence-key", _key(), *extra) == 0
+        _, coded = container.read_stream(env["out"].read_bytes())
+        kinds[extra] = [f.frame_type for f in coded]
+    intra, p_skip, p_plain = (
+        container.FrameType.INTRA,
+        container.FrameType.PREDICTED_SKIP,
+        container.FrameType.PREDICTED,
+    )
+    assert kinds[()] == [intra, p_skip, p_skip]
+    assert kinds[("--no-skip-blocks",)] == [intra, p_plain, p_plain]
+
+
 def test_no_credentials(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     _refused(env, monkeypatch, "LICENCE_REQUIRED")
 
