@@ -166,6 +166,11 @@ class NeuralImageCodec:
         if skip is not None:
             if reference is None:
                 raise ValueError("skip blocks need a reference")
+            if z is None:
+                # The plain P code's side information, which the skip decision was made
+                # with: 2-3 % fewer bytes than describing only the change left after it.
+                with _threads(self.threads):
+                    z = self.net.h_a(y - reference)
             keep = ~skip_blocks.element_mask(skip, y.shape[2], y.shape[3])
             y = torch.where(torch.from_numpy(keep)[None, None], y, reference)
         z_int, mean_q, idx, crc, sym = self._symbols(y, reference, z)
