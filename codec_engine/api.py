@@ -244,7 +244,10 @@ class Model:
                 code, y_hat = self.codec.compress_latent(y)
             picture = None
             if reconstruct or skip_blocks:
-                picture = self.codec.synthesise(y_hat, self.quality)
+                if references is not None and torch.equal(y_hat, references[i].latent):
+                    picture = references[i].picture  # every block skipped: the same picture
+                if picture is None:
+                    picture = self.codec.synthesise(y_hat, self.quality)
                 recon[top : top + th, left : left + tw] = _to_uint8(picture, th, tw)
             records.append(TileRecord(code.data, code.params_crc))
             states.append(_TileState(y_hat, picture))
@@ -255,7 +258,7 @@ class Model:
         return (
             container.Frame(frame_type, tuple(records)),
             recon if reconstruct else None,
-            list(states),
+            states,
         )
 
     def _skip_blocks(
