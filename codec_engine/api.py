@@ -212,17 +212,21 @@ class Model:
         codes: list[tuple[Any, Any]] | None = None
         skips: list[Any] = [None] * len(tiles)
         if references is not None and (scene_cut or skip_blocks or refine_steps == 0):
-            codes = [
-                self.codec.compress_latent(y, ref.latent)
+            symbols = [
+                self.codec.symbols(y, ref.latent)
                 for (_, y, _), ref in zip(tiles, references, strict=True)
+            ]
+            codes = [
+                self.codec.encode_symbols(s, ref.latent)
+                for s, ref in zip(symbols, references, strict=True)
             ]
             if scene_cut:
                 intra = [self.codec.compress_latent(y) for _, y, _ in tiles]
                 if sum(len(c.data) for c, _ in intra) <= sum(len(c.data) for c, _ in codes):
                     references, codes = None, intra
             if references is not None and skip_blocks:
-                for i, ((x, y, visible), ref) in enumerate(zip(tiles, references, strict=True)):
-                    skips[i], codes[i] = self._skip_blocks(x, y, ref, codes[i], visible)
+                for i, ((x, _, visible), ref) in enumerate(zip(tiles, references, strict=True)):
+                    skips[i], codes[i] = self._skip_blocks(x, symbols[i], ref, codes[i], visible)
         recon = np.empty_like(frame)
         records = []
         states: list[_TileState] = []
@@ -262,29 +266,29 @@ class Model:
         )
 
     def _skip_blocks(
-        self, x: Any, y: Any, reference: _TileState, code: tuple[Any, Any], visible: tuple[int, int]
+        self,
+        x: Any,
+        symbols: Any,
+        reference: _TileState,
+        code: tuple[Any, Any],
+        visible: tuple[int, int],
     ) -> tuple[Any, tuple[Any, Any]]:
-        """The skip map of a P-frame tile, from its plain P-frame code, and the code with it."""
+        """The skip map of a P-frame tile, from its plain P-frame code (`code`, coded from
+        `symbols`), and the code with the map."""
         from codec_engine.models import skip as skip_blocks
-        from codec_engine.models.coding import TileCode
 
         picture = reference.picture
         if picture is None:
             picture = self.codec.synthesise(reference.latent, self.quality)
-        coded_picture = self.codec.synthesise(code[1], self.quality)
         skip = skip_blocks.choose_skip_blocks(
             x,
-            coded_picture,
+            self.codec.synthesise(code[1], self.quality),
             picture,
-            self.codec.element_bits(y, reference.latent),
+            self.codec.element_bits(symbols),
             self.codec.lambdas[self.quality - 1],
             visible,
         )
-        if skip.any():
-            return skip, self.codec.compress_latent(y, reference.latent, skip=skip)
-        # Nothing skipped: the same stream behind an empty map.
-        plain, y_hat = code
-        return skip, (TileCode(skip_blocks.pack_map(skip) + plain.data, plain.params_crc), y_hat)
+        return skip, self.codec.encode_symbols(symbols, reference.latent, skip)
 
     def encode(
         self,

@@ -32,6 +32,18 @@ from codec_engine.models.skip import BoolArray
 
 
 @dataclass(frozen=True)
+class LatentSymbols:
+    """A latent ready for the entropy coder: integer z, the quantised mean (M, h, w), the
+    scale indices and symbols (M, h, w, int32) and the CRC of the entropy parameters."""
+
+    z_int: npt.NDArray[np.int32]
+    mean_q: Tensor
+    idx: npt.NDArray[np.int32]
+    crc: int
+    sym: npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True)
 class TileCode:
     """One coded tile: the ANS stream and the CRC-32 of its entropy parameters."""
 
@@ -163,44 +175,14 @@ class NeuralImageCodec:
         `z`, the unrounded hyper-latent, defaults to the hyper-analysis of y (refinement
         passes its own). With `skip` (a P-frame's block map, `models/skip.py`), the code
         starts with the map and the set blocks keep the reference's values exactly."""
-        if skip is not None:
-            if reference is None:
-                raise ValueError("skip blocks need a reference")
-            if z is None:
-                # The plain P code's side information, which the skip decision was made
-                # with: 2-3 % fewer bytes than describing only the change left after it.
-                with _threads(self.threads):
-                    z = self.net.h_a(y - reference)
-            keep = ~skip_blocks.element_mask(skip, y.shape[2], y.shape[3])
-            y = torch.where(torch.from_numpy(keep)[None, None], y, reference)
-        z_int, mean_q, idx, crc, sym = self._symbols(y, reference, z)
-        y_hat = (torch.from_numpy(sym).float() + mean_q)[None]
-        idx_np = idx.to(torch.int32).numpy()
-        if skip is None:
-            data = coder.encode(self.tables, z_int, sym, idx_np)
-        else:
-            assert reference is not None
-            coded = np.broadcast_to(keep, sym.shape)
-            data = skip_blocks.pack_map(skip) + coder.encode(
-                self.tables, z_int, sym[coded], idx_np[coded]
-            )
-            y_hat = torch.where(torch.from_numpy(keep)[None, None], y_hat, reference)
-        return TileCode(data=data, params_crc=crc), y_hat
+        return self.encode_symbols(self.symbols(y, reference, z), reference, skip)
 
     @torch.no_grad()
-    def element_bits(
+    def symbols(
         self, y: Tensor, reference: Tensor | None = None, z: Tensor | None = None
-    ) -> npt.NDArray[np.float64]:
-        """The bits `compress_latent(y, reference, z)` spends on each latent position (all
-        channels; z not counted): the skip decision weighs them against distortion."""
-        _, _, idx, _, sym = self._symbols(y, reference, z)
-        bits: npt.NDArray[np.float64] = self.y_bits[idx.numpy(), sym + coder.Y_RADIUS].sum(0)
-        return bits
-
-    def _symbols(
-        self, y: Tensor, reference: Tensor | None, z: Tensor | None
-    ) -> tuple[npt.NDArray[np.int32], Tensor, Tensor, int, npt.NDArray[np.int32]]:
-        """(integer z, quantised mean, scale index, CRC, symbols) of a latent."""
+    ) -> LatentSymbols:
+        """What coding a latent takes (see `compress_latent`), before the entropy coder: a P
+        tile's plain code, its skip decision and its skip code all start from one."""
         if z is None:
             with _threads(self.threads):
                 # A P-frame's side information describes what changed, not the whole picture.
@@ -208,7 +190,34 @@ class NeuralImageCodec:
         z_int = self.tables.clamp_z(torch.round(z[0]).to(torch.int32).numpy())
         mean_q, idx, crc = self._entropy_params(z_int, reference)
         sym = torch.round(y[0].double() - mean_q.double()).clamp(-coder.Y_RADIUS, coder.Y_RADIUS)
-        return z_int, mean_q, idx, crc, sym.to(torch.int32).numpy()
+        return LatentSymbols(
+            z_int, mean_q, idx.to(torch.int32).numpy(), crc, sym.to(torch.int32).numpy()
+        )
+
+    def encode_symbols(
+        self, s: LatentSymbols, reference: Tensor | None = None, skip: BoolArray | None = None
+    ) -> tuple[TileCode, Tensor]:
+        """The entropy-coded tile and its y_hat; with `skip`, the elements of set blocks are
+        left out of the stream and take the reference's values."""
+        y_hat = (torch.from_numpy(s.sym).float() + s.mean_q)[None]
+        if skip is None:
+            data = coder.encode(self.tables, s.z_int, s.sym, s.idx)
+        else:
+            if reference is None:
+                raise ValueError("skip blocks need a reference")
+            keep = ~skip_blocks.element_mask(skip, s.sym.shape[1], s.sym.shape[2])
+            coded = np.broadcast_to(keep, s.sym.shape)
+            data = skip_blocks.pack_map(skip) + coder.encode(
+                self.tables, s.z_int, s.sym[coded], s.idx[coded]
+            )
+            y_hat = torch.where(torch.from_numpy(keep)[None, None], y_hat, reference)
+        return TileCode(data=data, params_crc=s.crc), y_hat
+
+    def element_bits(self, s: LatentSymbols) -> npt.NDArray[np.float64]:
+        """The bits the plain code of `s` spends on each latent position (all channels; z
+        not counted): the skip decision weighs them against distortion."""
+        bits: npt.NDArray[np.float64] = self.y_bits[s.idx, s.sym + coder.Y_RADIUS].sum(0)
+        return bits
 
     def compress(self, x_rgb: Tensor, quality: int) -> TileCode:
         """Contract: one padded RGB tile in [0, 1] -> its code."""

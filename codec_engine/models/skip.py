@@ -24,8 +24,6 @@ from codec_engine.models.losses import W_CB, W_CR, W_Y
 #: Latent elements per side of a skip block (16 px each: 32x32 px; 64 px blocks measured
 #: 1-3 % worse on the benchmark clips, 16 px blocks pay too much for an uncompressed map).
 SKIP_BLOCK = 2
-#: What a block's flag costs, in bits (the map is sent uncompressed).
-FLAG_BITS = 1.0
 
 BoolArray = npt.NDArray[np.bool_]
 
